@@ -1,0 +1,62 @@
+"""The emulator's ASGI application: routes for each resource family behind the gateway."""
+
+from __future__ import annotations
+
+import importlib
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from emulator.counters import Counters
+from emulator.errors import ApiError, api_error_handler, http_error_handler
+from emulator.faults import FaultInjector
+from emulator.gateway import Gateway
+from emulator.profile import Profile
+from emulator.state import Store
+
+# Each module exposes ROUTES; the order matters only where paths overlap (static before parameters).
+ROUTE_MODULES = (
+    "admin",
+    "assistants",
+    "threads",
+    "messages",
+    "runs",
+    "files",
+    "vector_stores",
+    "vector_store_files",
+    "responses",
+    "conversations",
+)
+
+
+def _routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(f"emulator.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"emulator.{name}":
+                raise
+            continue
+        routes.extend(module.ROUTES)
+    return routes
+
+
+def create_app(profile: Profile, api_key: str | None = None) -> Starlette:
+    """Build the emulator app for `profile`; when `api_key` is set, `/v1/...` requests must carry it."""
+    store = Store(profile)
+    counters = Counters()
+    faults = FaultInjector()
+    app = Starlette(
+        routes=_routes(),
+        middleware=[
+            Middleware(Gateway, store=store, counters=counters, faults=faults, api_key=api_key)  # type: ignore[arg-type]
+        ],
+        exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
+    )
+    app.state.store = store
+    app.state.counters = counters
+    app.state.faults = faults
+    return app

@@ -1,0 +1,77 @@
+"""Fault injection switched at run time: latency, 429 with Retry-After, 500/503, dropped connections, stalls."""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class Faults(BaseModel):
+    """Which faults to inject into `/v1/...` requests, and at what rates (0..1 each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = 0.0
+    rate_429: float = 0.0
+    retry_after_s: float = 1.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    rate_stall: float = 0.0
+    stall_s: float = 30.0
+    # Only requests whose route template equals an entry, or whose path contains one, are affected.
+    paths: list[str] | None = None
+    methods: list[str] | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> Faults:
+        rates = (self.rate_429, self.rate_500, self.rate_503, self.rate_drop, self.rate_stall)
+        if any(r < 0 for r in rates) or sum(rates) > 1:
+            raise ValueError("fault rates must be >= 0 and add up to at most 1")
+        return self
+
+    def applies(self, method: str, path: str, template: str) -> bool:
+        """Whether this request is one the faults target."""
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.paths is None:
+            return True
+        return any(p == template or p in path for p in self.paths)
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault is switched on."""
+        rates = (self.rate_429, self.rate_500, self.rate_503, self.rate_drop, self.rate_stall)
+        return self.latency_ms > 0 or any(rates)
+
+
+class FaultInjector:
+    """Holds the current faults and the RNG (its own, seeded) that decides which request gets which."""
+
+    def __init__(self) -> None:
+        self.set(Faults())
+
+    def set(self, faults: Faults) -> None:
+        """Switch to `faults`, restarting the fault RNG from their seed."""
+        self.faults = faults
+        self.rng = random.Random(faults.seed)
+
+    def decide(self, method: str, path: str, template: str) -> str | None:
+        """The fault for this request: "429", "500", "503", "drop", "stall" or None."""
+        faults = self.faults
+        if not faults.active or not faults.applies(method, path, template):
+            return None
+        roll = self.rng.random()
+        for name, rate in (
+            ("429", faults.rate_429),
+            ("500", faults.rate_500),
+            ("503", faults.rate_503),
+            ("drop", faults.rate_drop),
+            ("stall", faults.rate_stall),
+        ):
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
