@@ -1,4 +1,4 @@
-"""The admin API under `/_emulator/...` (a path the real API does not use): faults, counters, profile, state."""
+"""The admin API under `/_emulator/...`, a path the real API does not use: faults, counters, profile."""
 
 from __future__ import annotations
 

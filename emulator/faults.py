@@ -1,4 +1,4 @@
-"""Fault injection switched at run time: latency, 429 with Retry-After, 500/503, dropped connections, stalls."""
+"""Fault injection switched at run time: latency, 429 with Retry-After, 5xx, dropped connections, stalls."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ASGI layer in front of the routes: API-key check, counters, fault injection, and the run-retrieve fast path.
+"""The ASGI layer in front of the routes: API-key check, counters, faults and the run-retrieve fast path.
 
 Run retrieve is the benchmark's hot path, so it is answered here from the run's cached body without going
 through Starlette's routing and request objects.

@@ -10,8 +10,8 @@ from emulator.errors import bad_request
 T = TypeVar("T")
 
 
-def page_params(query: Mapping[str, str]) -> tuple[int, str, str | None, str | None]:
-    """Parse and check `limit` (1..100, default 20), `order` (asc|desc, default desc), `after`, `before`."""
+def page_params(query: Mapping[str, str], max_limit: int = 100) -> tuple[int, str, str | None, str | None]:
+    """Parse and check `limit` (1..max, default 20), `order` (asc|desc, default desc), `after`, `before`."""
     raw_limit = query.get("limit", "20")
     try:
         limit = int(raw_limit)
@@ -19,9 +19,10 @@ def page_params(query: Mapping[str, str]) -> tuple[int, str, str | None, str | N
         raise bad_request(
             f"Invalid 'limit': expected an integer, got '{raw_limit}'.", param="limit"
         ) from None
-    if not 1 <= limit <= 100:
+    if not 1 <= limit <= max_limit:
         raise bad_request(
-            f"Invalid 'limit': integer out of range. Expected a value between 1 and 100, got {limit}.",
+            f"Invalid 'limit': integer out of range. Expected a value between 1 and {max_limit}, "
+            f"got {limit}.",
             param="limit",
             code="integer_out_of_range",
         )
@@ -38,9 +39,10 @@ def paginate(
     query: Mapping[str, str],
     render: Callable[[T], dict[str, Any]],
     id_of: Callable[[T], str],
+    max_limit: int = 100,
 ) -> dict[str, Any]:
     """One page of `items` (held oldest first) as the API's list object, rendering only that page."""
-    limit, order, after, before = page_params(query)
+    limit, order, after, before = page_params(query, max_limit)
     ordered = list(items) if order == "asc" else list(reversed(items))
     ids = [id_of(item) for item in ordered]
     start, stop = 0, len(ordered)

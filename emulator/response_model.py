@@ -1,4 +1,4 @@
-"""A Responses-API response: its context, its output decided at creation, its status derived from the clock."""
+"""A Responses-API response: its context, its output decided at creation, its status from the clock."""
 
 from __future__ import annotations
 
