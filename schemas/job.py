@@ -1,0 +1,169 @@
+"""The job record, its statuses and kinds, and the errors a job can end with.
+
+These models are what lands in Redis under ``job:{id}`` and what any reader
+(the CLI, the producer client, another service) gets back.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobKind(StrEnum):
+    """What a job does; each kind has its own queue and start task."""
+
+    RUN = "run"
+    """A model run: an Assistants run on a thread or a background response on a conversation."""
+    INDEX = "index"
+    """Vector-store indexing: uploads, file batches, failed files named and retried."""
+    CLEANUP = "cleanup"
+    """A clean-up sweep of threads, conversations, stores, files and old job records."""
+
+
+class JobStatus(StrEnum):
+    """Where a job is; exactly one at any time."""
+
+    QUEUED = "queued"
+    """Accepted and written; waiting for a worker, or for its thread to be free."""
+    RUNNING = "running"
+    """Remote work started; a poller supervises it."""
+    REQUIRES_ACTION = "requires_action"
+    """The run waits for tool outputs (see ``tool_calls``)."""
+    COMPLETED = "completed"
+    """Ended well; ``result`` holds what it produced."""
+    FAILED = "failed"
+    """Ended with ``error``; retryable errors reach this only once retries are spent."""
+    CANCELLED = "cancelled"
+    """Cancelled on request; a remote run was cancelled too."""
+    TIMED_OUT = "timed_out"
+    """Passed its deadline; the remote run or batch was cancelled."""
+    EXPIRED = "expired"
+    """The remote run expired while it waited for tool outputs."""
+
+    @property
+    def ended(self) -> bool:
+        """True for the end states, which never change again."""
+        return self in TERMINAL
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT, JobStatus.EXPIRED}
+)
+
+# The legal moves. A status may also stay where it is (an update without a move),
+# except an end state, which never changes again.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+    ),
+    JobStatus.RUNNING: frozenset({JobStatus.REQUIRES_ACTION} | TERMINAL),
+    JobStatus.REQUIRES_ACTION: frozenset({JobStatus.RUNNING} | TERMINAL),
+}
+
+
+class IllegalTransition(Exception):
+    """A status change the job's life cycle does not allow (for example out of an end state)."""
+
+    def __init__(self, job_id: str, current: JobStatus, wanted: JobStatus) -> None:
+        super().__init__(f"job {job_id}: cannot move from {current} to {wanted}")
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+def check_transition(job_id: str, current: JobStatus, wanted: JobStatus) -> None:
+    """Raise `IllegalTransition` unless ``current -> wanted`` is a legal move."""
+    if current == wanted and not current.ended:
+        return
+    if wanted not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(job_id, current, wanted)
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code, a message a person can act on, and whether a retry could help."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class ToolCall(BaseModel):
+    """One function call a run waits on, in the same shape for both run backends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    arguments: str
+
+
+class Usage(BaseModel):
+    """Token usage of a job's model work, summed over its rounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Progress(BaseModel):
+    """Counts for jobs that move many items (indexing): never goes backwards while a job runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completed: int = 0
+    failed: int = 0
+    in_progress: int = 0
+    total: int = 0
+
+
+class JobRecord(BaseModel):
+    """Everything known about one job; stored as JSON in Redis and returned to readers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: JobKind
+    status: JobStatus = JobStatus.QUEUED
+    request: dict[str, Any]
+    """The validated request, as JSON."""
+    remote: dict[str, Any] = Field(default_factory=dict)
+    """Remote ids (thread_id, run_id, conversation_id, response_id, vector_store_id, batch ids...)."""
+    attempts: int = 0
+    """How many times a worker has started this job's current step."""
+    created_at: float
+    started_at: float | None = None
+    updated_at: float
+    finished_at: float | None = None
+    deadline_at: float | None = None
+    """Unix time past which the job ends `timed_out`."""
+    cancel_requested: bool = False
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """The calls the run waits on while `requires_action`."""
+    progress: Progress | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    usage: Usage | None = None
+    idempotency_key: str | None = None
+
+
+class JobEvent(BaseModel):
+    """One entry of the event stream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream_id: str = ""
+    """The Redis stream id (empty before it is written)."""
+    type: str
+    """`job.queued`, `job.started`, `job.progress`, `job.requires_action` or `job.<end status>`."""
+    job_id: str
+    kind: JobKind
+    status: JobStatus
+    at: float
+    data: dict[str, Any] = Field(default_factory=dict)

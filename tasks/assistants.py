@@ -1,0 +1,156 @@
+"""The `assistants` backend: threads and runs (Assistants API v2)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import openai
+
+from schemas.job import JobRecord, ToolCall
+from schemas.requests import RunRequest
+from tasks.backends import Save, Snapshot, usage_of
+
+JOB_METADATA_KEY = "aj_job_id"
+"""Run metadata key carrying our job id, so a retried start finds the run it created."""
+
+# Overrides runs.create accepts, copied from the request when set.
+_RUN_FIELDS = (
+    "instructions",
+    "additional_instructions",
+    "model",
+    "tools",
+    "temperature",
+    "top_p",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+    "response_format",
+    "truncation_strategy",
+    "parallel_tool_calls",
+    "tool_choice",
+    "reasoning_effort",
+)
+
+
+def _beta(client: openai.OpenAI) -> Any:
+    # client.beta still works but warns since the Assistants sunset; that warning is expected here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return client.beta
+
+
+def _messages(request: RunRequest) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
+
+
+class AssistantsBackend:
+    """Threads and runs."""
+
+    name = "assistants"
+
+    def lock_key(self, request: RunRequest, remote: dict[str, Any]) -> str | None:
+        """The given thread, or the one this job created."""
+        return request.thread_id or remote.get("thread_id")
+
+    def start(self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save) -> dict[str, Any]:
+        """Create the thread when none was given, then the run with the request's messages and overrides.
+
+        A retry finds the run carrying this job id in its metadata instead of creating another.
+        """
+        beta = _beta(client)
+        thread_id = request.thread_id or record.remote.get("thread_id")
+        if thread_id is None:
+            thread = beta.threads.create(metadata={JOB_METADATA_KEY: record.id})
+            thread_id = thread.id
+            save({"thread_id": thread_id, "thread_created": True})
+        existing = self._find_run(beta, thread_id, record.id)
+        if existing:
+            return {"thread_id": thread_id, "run_id": existing}
+        params = {f: getattr(request, f) for f in _RUN_FIELDS if getattr(request, f, None) is not None}
+        run = beta.threads.runs.create(
+            thread_id,
+            assistant_id=request.assistant_id,
+            additional_messages=_messages(request) or None,
+            metadata={**(request.metadata or {}), JOB_METADATA_KEY: record.id},
+            **params,
+        )
+        return {"thread_id": thread_id, "run_id": run.id}
+
+    @staticmethod
+    def _find_run(beta: Any, thread_id: str, job_id: str) -> str | None:
+        # One page is enough: our run, if any, is among the thread's newest (the thread was ours to hold).
+        for run in beta.threads.runs.list(thread_id, limit=20, order="desc").data:
+            if (run.metadata or {}).get(JOB_METADATA_KEY) == job_id:
+                return str(run.id)
+        return None
+
+    def poll_path(self, remote: dict[str, Any]) -> str:
+        """``/threads/{thread}/runs/{run}``."""
+        return f"/threads/{remote['thread_id']}/runs/{remote['run_id']}"
+
+    def snapshot(self, body: dict[str, Any]) -> Snapshot:
+        """A run object, normalized."""
+        calls = []
+        action = body.get("required_action") or {}
+        for call in (action.get("submit_tool_outputs") or {}).get("tool_calls") or []:
+            fn = call.get("function") or {}
+            calls.append(ToolCall(id=call["id"], name=fn.get("name", ""), arguments=fn.get("arguments", "")))
+        return Snapshot(
+            status=body["status"],
+            tool_calls=calls,
+            usage=usage_of(body.get("usage")),
+            error=body.get("last_error"),
+            incomplete=body.get("incomplete_details"),
+            expires_at=body.get("expires_at"),
+            completed_at=body.get("completed_at"),
+        )
+
+    def result(self, client: openai.OpenAI, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
+        """The messages this run wrote: their text, annotations and file ids."""
+        beta = _beta(client)
+        remote = record.remote
+        texts: list[str] = []
+        annotations: list[dict[str, Any]] = []
+        file_ids: list[str] = []
+        page = beta.threads.messages.list(remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100)
+        for message in page:
+            if message.role != "assistant":
+                continue
+            for part in message.content:
+                if part.type == "text":
+                    texts.append(part.text.value)
+                    annotations.extend(_annotation(a.model_dump()) for a in part.text.annotations)
+                elif part.type == "image_file":
+                    file_ids.append(part.image_file.file_id)
+            file_ids.extend(a.file_id for a in message.attachments or [] if a.file_id)
+        return {"text": "\n\n".join(texts), "annotations": annotations, "file_ids": file_ids}
+
+    def submit_outputs(
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, outputs: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """``runs.submit_tool_outputs``; the run id stays the same."""
+        remote = record.remote
+        _beta(client).threads.runs.submit_tool_outputs(
+            remote["run_id"], thread_id=remote["thread_id"], tool_outputs=outputs
+        )
+        return {}
+
+    def cancel(self, client: openai.OpenAI, remote: dict[str, Any]) -> None:
+        """``runs.cancel``."""
+        _beta(client).threads.runs.cancel(remote["run_id"], thread_id=remote["thread_id"])
+
+    def cancellable(self, record: JobRecord) -> bool:
+        """A run can be cancelled in every non-ended state, requires_action included."""
+        return True
+
+
+def _annotation(raw: dict[str, Any]) -> dict[str, Any]:
+    """An annotation in the shape both backends report: type, text span, file id."""
+    cited = raw.get("file_citation") or raw.get("file_path") or {}
+    return {
+        "type": raw.get("type"),
+        "text": raw.get("text"),
+        "file_id": cited.get("file_id") or raw.get("file_id"),
+        "start_index": raw.get("start_index"),
+        "end_index": raw.get("end_index"),
+    }

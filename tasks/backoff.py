@@ -1,0 +1,43 @@
+"""The backoff policy: a pure function of the attempt number and what the server asked for."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Exponential backoff with jitter: ``first * factor**attempt``, capped, minus up to ``jitter`` of it."""
+
+    first: float = 1.0
+    factor: float = 1.5
+    cap: float = 2.0
+    jitter: float = 0.2
+
+
+def compute_delay(
+    attempt: int,
+    policy: PollPolicy,
+    *,
+    poll_after: float | None = None,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before poll number ``attempt`` (0-based).
+
+    Never sooner than the server's ``openai-poll-after-ms`` (``poll_after``, seconds) nor before a
+    429's ``Retry-After`` (``retry_after``, seconds): those floors apply after the jitter.
+    """
+    base = min(policy.cap, policy.first * policy.factor ** max(attempt, 0))
+    delay = base * (1.0 - policy.jitter * (rng or random).random())
+    return max(delay, poll_after or 0.0, retry_after or 0.0)
+
+
+def error_delay(errors: int, policy: PollPolicy, *, retry_after: float | None = None,
+                rng: random.Random | None = None) -> float:
+    """Seconds to wait after the ``errors``-th retryable error in a row: doubling from the first
+    poll delay up to 30 s, jittered, and never before ``retry_after``."""
+    base = min(30.0, policy.first * 2.0 ** max(errors - 1, 0))
+    delay = base * (1.0 - policy.jitter * (rng or random).random())
+    return max(delay, retry_after or 0.0)

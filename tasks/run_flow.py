@@ -1,0 +1,346 @@
+"""The life of a run job, shared by both backends: start, advance on what a poll saw, tool outputs,
+cancel and deadline, finish. Plain functions on a `Services` bundle; the Celery tasks only call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus
+from schemas.requests import RunRequest, RunStrategy
+from tasks import tools
+from tasks.assistants import AssistantsBackend
+from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
+from tasks.backoff import PollPolicy, compute_delay, error_delay
+from tasks.errors import classify
+from tasks.threads import ThreadLocks, Turn
+from worker import constants as c
+from worker.scheduler import Schedule
+from worker.settings import Settings
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend()}
+"""Run backends by name; `tasks.responses` adds its own on import."""
+
+DEADLINE_GRACE_S = 30.0
+"""How long past its deadline a job waits for the remote cancel to take before it ends regardless."""
+
+
+@dataclass
+class Services:
+    """What the flow talks to: the store, the schedule, the thread locks, the API, the broker."""
+
+    settings: Settings
+    store: JobStore
+    schedule: Schedule
+    locks: ThreadLocks
+    client: openai.OpenAI
+    send: Callable[[str, list[Any]], None]
+
+    @property
+    def policy(self) -> PollPolicy:
+        """The poll policy in force."""
+        s = self.settings
+        return PollPolicy(s.poll_first, s.poll_factor, s.poll_cap, s.poll_jitter)
+
+
+def request_of(record: JobRecord) -> RunRequest:
+    """The job's request as a model."""
+    return RunRequest.model_validate(record.request)
+
+
+def backend_of(request: RunRequest) -> Backend:
+    """The backend the request names (filled in at submit)."""
+    return BACKENDS[str(request.backend or "assistants")]
+
+
+def task_name(template: str) -> str:
+    """A run task's name from its template in `worker.constants`."""
+    return template.format(kind="run")
+
+
+# --- start ------------------------------------------------------------------------------------
+def start(svc: Services, job_id: str) -> None:
+    """Take the job's thread (or wait, fail or interrupt per its strategy), create its remote run
+    and schedule the first poll. Safe to run again at any point: it picks up where it stopped."""
+    record = svc.store.get(job_id)
+    if record is None or record.status.ended:
+        return
+    request = request_of(record)
+    backend = backend_of(request)
+    if record.remote.get("run_id") or record.remote.get("response_id"):
+        _ensure_polled(svc, record, backend)
+        return
+    if record.deadline_at and time.time() > record.deadline_at:
+        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error(record))
+        return
+    if not _take_thread(svc, record, request, backend):
+        return
+    try:
+        record = svc.store.update(job_id, _begin)
+    except IllegalTransition:  # cancelled while it waited
+        _release(svc, record)
+        return
+    _create_remote(svc, record, request, backend)
+
+
+def _begin(record: JobRecord) -> JobRecord | None:
+    if record.status.ended:
+        raise IllegalTransition(record.id, record.status, JobStatus.RUNNING)
+    record.status = JobStatus.RUNNING
+    record.attempts += 1
+    return record
+
+
+def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend: Backend) -> bool:
+    key = backend.lock_key(request, record.remote)
+    if key is None:
+        return True
+    got = svc.locks.acquire(key, record.id, request.strategy.value)
+    if got.turn == Turn.ACQUIRED:
+        return True
+    if got.turn == Turn.BUSY:
+        end(svc, record.id, JobStatus.FAILED, error=JobError(
+            code="thread_busy", message=f"{key} already has an active run (job {got.other}); strategy is reject"))
+        return False
+    if request.strategy == RunStrategy.INTERRUPT:
+        request_cancel(svc, got.other, reason="interrupted")
+    return False  # the holder's release dispatches this job's start
+
+
+def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backend: Backend) -> None:
+    job_id = record.id
+
+    def save(updates: dict[str, Any]) -> None:
+        svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
+        thread = updates.get("thread_id") or updates.get("conversation_id")
+        if thread and backend.lock_key(request, {}) is None:
+            # A thread this job created: hold it, so later jobs on it queue behind this one.
+            svc.locks.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
+
+    try:
+        remote = backend.start(svc.client, record, request, save)
+    except openai.APIError as exc:
+        _start_failed(svc, record, exc)
+        return
+    record = svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}}))
+    _poll_soon(svc, record, backend, svc.settings.poll_first)
+    if record.cancel_requested:
+        svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
+
+
+def _start_failed(svc: Services, record: JobRecord, exc: openai.APIError) -> None:
+    error = classify(exc)
+    if _is_active_run_conflict(exc):
+        # A run started outside this system holds the thread: wait it out, do not fight it.
+        delay = compute_delay(record.attempts, svc.policy)
+        _defer(svc, record.id, c.TASK_START, [[record.id]], delay)
+        return
+    if error.retryable and record.attempts <= svc.settings.max_retries:
+        _defer(svc, record.id, c.TASK_START, [[record.id]], error_delay(record.attempts, svc.policy))
+        return
+    end(svc, record.id, JobStatus.FAILED, error=error, dead=error.retryable)
+
+
+def _is_active_run_conflict(exc: openai.APIError) -> bool:
+    return isinstance(exc, openai.BadRequestError) and "already has an active run" in str(exc)
+
+
+def _defer(svc: Services, job_id: str, template: str, args: list[Any], delay: float) -> None:
+    svc.schedule.put(job_id, delay, {"op": "task", "task": task_name(template), "args": args})
+
+
+def _poll_meta(record: JobRecord, backend: Backend, **extra: Any) -> dict[str, Any]:
+    return {"op": "run", "b": backend.name, "path": backend.poll_path(record.remote), "n": 0,
+            "dl": record.deadline_at, **extra}
+
+
+def _poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float, **extra: Any) -> None:
+    svc.schedule.put(record.id, delay, _poll_meta(record, backend, **extra))
+
+
+def _ensure_polled(svc: Services, record: JobRecord, backend: Backend) -> None:
+    if svc.schedule.meta(record.id) is None and record.status == JobStatus.RUNNING:
+        _poll_soon(svc, record, backend, 0.0)
+
+
+# --- advance ----------------------------------------------------------------------------------
+def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
+    """Act on what a poll saw: finish, wait for tool outputs, answer them, or keep polling."""
+    record = svc.store.get(job_id)
+    if record is None or record.status.ended:
+        svc.schedule.remove(job_id)
+        return
+    request = request_of(record)
+    backend = backend_of(request)
+    status = body.get("status")
+    if status == "error":
+        error = JobError.model_validate(body["error"])
+        end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
+        return
+    if status == "deadline_exceeded":
+        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error(record))
+        return
+    snap = backend.snapshot(body)
+    if snap.status in ACTIVE:
+        _poll_soon(svc, record, backend, compute_delay(0, svc.policy))
+    elif snap.status == "requires_action":
+        _tool_calls(svc, record, request, backend, snap)
+    else:
+        _finish(svc, record, backend, snap)
+
+
+def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) -> None:
+    usage = add_usage(record.usage, snap.usage)
+    status = snap.status
+    if status == "completed":
+        result = backend.result(svc.client, record, snap)
+        end(svc, record.id, JobStatus.COMPLETED, result=result, usage=usage)
+    elif status == "cancelled":
+        reason = record.remote.get("cancel_reason")
+        if reason == "deadline":
+            end(svc, record.id, JobStatus.TIMED_OUT, error=_deadline_error(record), usage=usage)
+        else:
+            end(svc, record.id, JobStatus.CANCELLED, usage=usage)
+    elif status == "expired":
+        end(svc, record.id, JobStatus.EXPIRED, usage=usage, error=JobError(
+            code="expired", message="the run expired while it waited for tool outputs"))
+    elif status == "incomplete":
+        details = snap.incomplete or {}
+        end(svc, record.id, JobStatus.FAILED, usage=usage, result={"incomplete_details": details},
+            error=JobError(code="incomplete", message=f"the run ended incomplete: {details.get('reason', 'unknown')}"))
+    else:
+        err = snap.error or {}
+        end(svc, record.id, JobStatus.FAILED, usage=usage, error=JobError(
+            code=str(err.get("code") or "run_failed"), message=str(err.get("message") or f"the run ended {status}")))
+
+
+def _tool_calls(svc: Services, record: JobRecord, request: RunRequest, backend: Backend, snap: Snapshot) -> None:
+    names = [call.name for call in snap.tool_calls]
+    usage = add_usage(record.usage, snap.usage)
+    if request.run_tools and tools.can_answer(names):
+        try:
+            outputs = [{"tool_call_id": t.id, "output": tools.call(t.name, t.arguments)} for t in snap.tool_calls]
+        except Exception as exc:
+            end(svc, record.id, JobStatus.FAILED, usage=usage, error=JobError(
+                code="tool_error", message=f"registered tool raised {type(exc).__name__}: {exc}"))
+            return
+        record = svc.store.update(record.id, lambda r: r.model_copy(update={"usage": usage}))
+        send_outputs(svc, record.id, outputs)
+        return
+    known = {t.id for t in record.tool_calls}
+    if record.status == JobStatus.REQUIRES_ACTION and known == {t.id for t in snap.tool_calls}:
+        _wait_for_outputs(svc, record, backend, snap)
+        return
+    record = svc.store.update(record.id, lambda r: r.model_copy(update={
+        "status": JobStatus.REQUIRES_ACTION, "tool_calls": snap.tool_calls, "usage": usage}))
+    _wait_for_outputs(svc, record, backend, snap)
+
+
+def _wait_for_outputs(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) -> None:
+    # Nothing changes remotely while a run waits, but it expires: look again just after that.
+    now = time.time()
+    until = [t for t in (snap.expires_at and snap.expires_at + 1, record.deadline_at) if t]
+    delay = max(min(until) - now, 1.0) if until else 60.0
+    _poll_soon(svc, record, backend, delay, wait=True)
+
+
+def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> None:
+    """Send tool outputs for the job's pending calls and resume polling."""
+    record = svc.store.require(job_id)
+    if record.status.ended:
+        return
+    request = request_of(record)
+    backend = backend_of(request)
+    try:
+        remote = backend.submit_outputs(svc.client, record, request, outputs)
+    except openai.APIError as exc:
+        error = classify(exc)
+        if error.retryable and record.attempts <= svc.settings.max_retries:
+            svc.store.update(job_id, lambda r: r.model_copy(update={"attempts": r.attempts + 1}))
+            _defer(svc, job_id, c.TASK_TOOL_OUTPUTS, [job_id, outputs], error_delay(record.attempts, svc.policy))
+            return
+        # The run may have expired or been cancelled meanwhile: let a poll tell what it is now.
+        log.warning("tool outputs for job %s refused: %s", job_id, error.message)
+        _poll_soon(svc, record, backend, 0.0)
+        return
+    record = svc.store.update(job_id, lambda r: r.model_copy(update={
+        "status": JobStatus.RUNNING, "tool_calls": [], "remote": {**r.remote, **remote}}))
+    _poll_soon(svc, record, backend, svc.settings.poll_first)
+
+
+# --- cancel -----------------------------------------------------------------------------------
+def request_cancel(svc: Services, job_id: str, reason: str) -> None:
+    """Mark a job for cancel and dispatch the cancel (used by `interrupt`)."""
+    def mark(record: JobRecord) -> JobRecord | None:
+        if record.status.ended or record.cancel_requested:
+            return None
+        record.cancel_requested = True
+        return record
+
+    try:
+        svc.store.update(job_id, mark)
+    except KeyError:
+        return
+    svc.send(task_name(c.TASK_CANCEL), [job_id, reason])
+
+
+def cancel(svc: Services, job_id: str, reason: str) -> None:
+    """Cancel the job's remote run; the job ends when a poll sees the run cancelled.
+
+    ``reason`` is ``requested``, ``interrupted`` or ``deadline`` (which ends the job `timed_out`).
+    """
+    record = svc.store.get(job_id)
+    if record is None or record.status.ended:
+        return
+    final = JobStatus.TIMED_OUT if reason == "deadline" else JobStatus.CANCELLED
+    error = _deadline_error(record) if reason == "deadline" else None
+    backend = backend_of(request_of(record))
+    has_remote = record.remote.get("run_id") or record.remote.get("response_id")
+    if record.status == JobStatus.QUEUED or not has_remote or not backend.cancellable(record):
+        end(svc, job_id, final, error=error)
+        return
+    svc.store.update(job_id, lambda r: r.model_copy(update={
+        "cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}))
+    try:
+        backend.cancel(svc.client, record.remote)
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500 or exc.status_code == 429:
+            _defer(svc, job_id, c.TASK_CANCEL, [job_id, reason], error_delay(1, svc.policy))
+            return
+        # 400/404: the run already ended; the poll below reports how.
+    _poll_soon(svc, svc.store.require(job_id), backend, 0.2, cancelling=True)
+
+
+# --- end --------------------------------------------------------------------------------------
+def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> None:
+    """Write the job's end state, take it off the schedule, free its thread and start the next job there."""
+    record = svc.store.try_set_status(job_id, status, tool_calls=[], **fields)
+    svc.schedule.remove(job_id)
+    if record is None:
+        return
+    if dead:
+        svc.store.dead_letter(job_id)
+    _release(svc, record)
+
+
+def _release(svc: Services, record: JobRecord) -> None:
+    request = request_of(record)
+    key = backend_of(request).lock_key(request, record.remote)
+    if key is None:
+        return
+    nxt = svc.locks.release(key, record.id)
+    if nxt:
+        svc.send(task_name(c.TASK_START), [[nxt]])
+
+
+def _deadline_error(record: JobRecord) -> JobError:
+    return JobError(code="deadline_exceeded", message="the job passed its deadline; its remote run was cancelled")

@@ -1,0 +1,40 @@
+"""Celery tasks of run jobs: thin, like web views. The logic is in `tasks.run_flow`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+import tasks.run_poll  # noqa: F401  (registers the run poll handler in the worker's poll loop)
+from tasks import run_flow
+from tasks.base import JobTask, services
+from worker import constants as c
+
+KIND = "run"
+
+
+@shared_task(name=c.TASK_START.format(kind=KIND), base=JobTask)
+def start(job_ids: list[str]) -> None:
+    """Start run jobs (a list, so `submit_many` sends few messages)."""
+    svc = services()
+    for job_id in job_ids:
+        run_flow.start(svc, job_id)
+
+
+@shared_task(name=c.TASK_FINISH.format(kind=KIND), base=JobTask)
+def finish(job_id: str, body: dict[str, Any]) -> None:
+    """Act on a poll that saw the run end or ask for tool outputs."""
+    run_flow.advance(services(), job_id, body)
+
+
+@shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=JobTask)
+def tool_outputs(job_id: str, outputs: list[dict[str, str]]) -> None:
+    """Send tool outputs a producer gave (already checked against the pending calls)."""
+    run_flow.send_outputs(services(), job_id, outputs)
+
+
+@shared_task(name=c.TASK_CANCEL.format(kind=KIND), base=JobTask)
+def cancel(job_id: str, reason: str = "requested") -> None:
+    """Cancel a job's remote run (on request, to interrupt, or past its deadline)."""
+    run_flow.cancel(services(), job_id, reason)

@@ -1,0 +1,89 @@
+"""The Celery app: ``celery -A worker.app worker`` starts a worker with its pollers inside.
+
+JSON only, late acks, one queue per job kind, no Celery result backend (the job store is the
+result), and Redis transport options that give a killed worker's messages back in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, bootsteps
+from kombu import Queue
+
+from worker.settings import Settings, get_settings
+
+TASK_MODULES = ["tasks.runs", "tasks.cleanup"]
+
+
+def configure(app: Celery, s: Settings) -> None:
+    """Put the settings into ``app.conf``."""
+    app.conf.update(
+        broker_url=s.broker,
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        # Every task here is idempotent: a redelivered message finds the job's state and carries on.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=s.task_soft_time_limit,
+        task_time_limit=s.task_time_limit,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_queues=[Queue(s.queue_runs), Queue(s.queue_indexing), Queue(s.queue_maintenance)],
+        task_default_queue=s.queue_runs,
+        task_routes={
+            "aj.run.*": {"queue": s.queue_runs},
+            "aj.index.*": {"queue": s.queue_indexing},
+            "aj.cleanup.*": {"queue": s.queue_maintenance},
+        },
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": s.visibility_timeout,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 15,
+            # Sweep for a dead worker's unacked messages every 5 s (kombu's default is ~100 s).
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
+
+
+class PollerStep(bootsteps.StartStopStep):
+    """Runs the poll loop inside the worker's main process, so one command starts everything."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.poller: Any = None
+
+    def start(self, parent: Any) -> None:
+        from worker.poller import Poller
+
+        app = parent.app
+        self.poller = Poller(get_settings(), lambda name, args: app.send_task(name, args=args))
+        self.poller.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """The Celery app for ``settings`` (read from the environment when None)."""
+    celery = Celery("assistant_jobs", include=TASK_MODULES)
+    configure(celery, settings or get_settings())
+    celery.steps["worker"].add(PollerStep)
+    return celery
+
+
+app = create_app()

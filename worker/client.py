@@ -1,0 +1,216 @@
+"""The producer client: submit jobs, read and wait for them, cancel them, answer their tool calls.
+
+    jobs = Jobs()
+    ref = jobs.submit(RunRequest(assistant_id="asst_1", messages=[...]))
+    record = jobs.wait(ref.id, timeout=60)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from schemas.job import JobEvent, JobKind, JobRecord, JobStatus
+from schemas.requests import (
+    CleanupRequest,
+    RunRequest,
+    ToolOutput,
+    ToolOutputsRequest,
+    VectorStoreBatchRequest,
+    parse_request,
+)
+from worker import constants as c
+from worker.connections import make_store
+from worker.settings import Settings, get_settings
+from worker.store import JobNotFound, JobStore, new_job_id
+
+AnyRequest = RunRequest | VectorStoreBatchRequest | CleanupRequest
+
+
+class ToolOutputsRejected(ValueError):
+    """A set of tool outputs that does not answer the job's pending calls exactly; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What `Jobs.submit` returns at once."""
+
+    id: str
+    created: bool
+    """False when the idempotency key named a job that already existed (nothing was dispatched)."""
+
+
+def start_task(kind: JobKind) -> str:
+    """The Celery task that starts jobs of ``kind``."""
+    return c.TASK_START.format(kind=kind.value)
+
+
+class Jobs:
+    """Submit and follow jobs. Thread-safe; one per process is plenty."""
+
+    def __init__(self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None):
+        self.settings = settings or get_settings()
+        self.store = store or make_store(self.settings)
+        if celery is None:
+            from worker.app import app as celery
+        self.celery = celery
+
+    # --- submit ---------------------------------------------------------------------------
+    def submit(self, request: AnyRequest | Mapping[str, Any]) -> JobRef:
+        """Validate ``request``, write the job `queued`, dispatch its start and return its id at once.
+
+        Bad input raises `pydantic.ValidationError` naming each bad field; nothing is written then.
+        """
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: Iterable[AnyRequest | Mapping[str, Any]]) -> list[JobRef]:
+        """`submit` for many requests: all validated first, then written in one pipeline and
+        dispatched in a few start messages (up to `SUBMIT_CHUNK` job ids each)."""
+        records = [self._record(self._validate(r)) for r in requests]
+        results = self.store.create_many(records)
+        refs = [JobRef(job_id, created) for job_id, created in results]
+        fresh: dict[JobKind, list[str]] = {}
+        lines = self.store.redis.pipeline(transaction=False)
+        for record, ref in zip(records, refs, strict=True):
+            if ref.created:
+                fresh.setdefault(record.kind, []).append(ref.id)
+                thread = _queued_thread(record)
+                if thread:
+                    lines.rpush(c.THREAD_QUEUE_KEY.format(thread=thread), ref.id)
+        # Jobs on a given thread take their place in its queue now, so they run in submission order.
+        lines.execute()
+        for kind, job_ids in fresh.items():
+            for i in range(0, len(job_ids), c.SUBMIT_CHUNK):
+                self.dispatch_start(kind, job_ids[i : i + c.SUBMIT_CHUNK])
+        return refs
+
+    def dispatch_start(self, kind: JobKind, job_ids: Sequence[str]) -> None:
+        """Send one start message for ``job_ids`` (all of ``kind``)."""
+        self.celery.send_task(start_task(kind), args=[list(job_ids)])
+
+    def _validate(self, request: AnyRequest | Mapping[str, Any]) -> AnyRequest:
+        parsed = parse_request(request) if isinstance(request, Mapping) else request
+        if isinstance(parsed, RunRequest):
+            parsed = parsed.with_backend(self.settings.run_backend)
+        return parsed
+
+    def _record(self, request: AnyRequest) -> JobRecord:
+        now = time.time()
+        deadline = request.deadline_s or self.settings.default_deadline
+        return JobRecord(
+            id=new_job_id(),
+            kind=JobKind(request.kind),
+            request=request.model_dump(mode="json", exclude_none=True),
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + deadline,
+            idempotency_key=request.idempotency_key,
+        )
+
+    # --- read -----------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        """The job's record; `JobNotFound` when there is none."""
+        return self.store.require(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job ends or ``timeout`` seconds pass; the record either way."""
+        return self.store.wait(job_id, timeout)
+
+    def list(self, status: JobStatus | None = None, limit: int = 50) -> list[JobRecord]:
+        """The newest jobs, of one status or all."""
+        return self.store.list(status, limit)
+
+    def events(self, last_id: str | None = None, block_ms: int | None = None, count: int = 100) -> list[JobEvent]:
+        """Events after ``last_id`` (all when None), blocking up to ``block_ms`` for new ones."""
+        return self.store.events(last_id, block_ms, count)
+
+    # --- act ------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job. A queued job ends `cancelled` at once and never reaches OpenAI; a running
+        one has its remote work cancelled and ends `cancelled` once the remote side says so."""
+
+        def change(record: JobRecord) -> JobRecord | None:
+            if record.status.ended or record.cancel_requested:
+                return None
+            if record.status == JobStatus.QUEUED:
+                record.status = JobStatus.CANCELLED
+            record.cancel_requested = True
+            return record
+
+        before = self.get(job_id)
+        after = self.store.update(job_id, change)
+        if not before.status.ended and not after.status.ended:
+            self.celery.send_task(c.TASK_CANCEL.format(kind=after.kind.value), args=[job_id])
+        return after
+
+    def submit_tool_outputs(self, job_id: str, outputs: Sequence[ToolOutput | Mapping[str, Any]]) -> JobRecord:
+        """Answer the calls a job waits on. The set is checked first: every pending call id
+        answered exactly once and no unknown id, else `ToolOutputsRejected` and the job keeps waiting."""
+        request = ToolOutputsRequest.model_validate({"job_id": job_id, "tool_outputs": list(outputs)})
+        answered = [o.tool_call_id for o in request.tool_outputs]
+
+        def change(record: JobRecord) -> JobRecord:
+            if record.status != JobStatus.REQUIRES_ACTION:
+                raise ToolOutputsRejected(f"job {job_id} is {record.status}, not waiting for tool outputs")
+            check_outputs([t.id for t in record.tool_calls], answered)
+            record.status = JobStatus.RUNNING
+            record.tool_calls = []
+            return record
+
+        waiting = self.get(job_id)
+        record = self.store.update(job_id, change)
+        try:
+            self.celery.send_task(
+                c.TASK_TOOL_OUTPUTS.format(kind=record.kind.value),
+                args=[job_id, [o.model_dump(mode="json") for o in request.tool_outputs]],
+            )
+        except Exception:
+            # Put the calls back so the producer can try again: nothing was sent.
+            self.store.update(job_id, lambda r: r.model_copy(update={"status": waiting.status, "tool_calls": waiting.tool_calls}))
+            raise
+        return record
+
+    # --- dead letters ---------------------------------------------------------------------
+    def dead(self, limit: int = 100) -> list[JobRecord]:
+        """Jobs that exhausted their retries, newest first."""
+        return self.store.dead(limit)
+
+    def retry_dead(self, job_id: str) -> JobRef:
+        """Submit a dead-lettered job's request again as a new job and take it off the dead-letter set.
+
+        The dead job itself stays as it ended: an ended job never changes again.
+        """
+        record = self.get(job_id)
+        if not self.store.undead(job_id):
+            raise JobNotFound(job_id)
+        request = dict(record.request)
+        request.pop("idempotency_key", None)
+        return self.submit(request)
+
+
+def _queued_thread(record: JobRecord) -> str | None:
+    req = record.request
+    if record.kind != JobKind.RUN or req.get("strategy", "enqueue") != "enqueue":
+        return None
+    thread = req.get("thread_id") or req.get("conversation_id")
+    return str(thread) if thread else None
+
+
+def check_outputs(pending: Sequence[str], answered: Sequence[str]) -> None:
+    """Raise `ToolOutputsRejected` unless ``answered`` names each ``pending`` call id exactly once."""
+    problems = []
+    unknown = sorted(set(answered) - set(pending))
+    missing = [p for p in pending if p not in answered]
+    twice = sorted({a for a in answered if answered.count(a) > 1})
+    if unknown:
+        problems.append(f"unknown tool_call_id {', '.join(unknown)}")
+    if missing:
+        problems.append(f"no output for {', '.join(missing)}")
+    if twice:
+        problems.append(f"more than one output for {', '.join(twice)}")
+    if problems:
+        raise ToolOutputsRejected("tool outputs refused: " + "; ".join(problems) + f" (pending: {', '.join(pending)})")

@@ -1,0 +1,66 @@
+"""Redis key names, stream names and the defaults behind the settings, each with what it is.
+
+Every key the system writes starts with ``KEY_PREFIX`` so one Redis can be shared and a
+``SCAN aj:*`` shows all of it.
+"""
+
+from __future__ import annotations
+
+KEY_PREFIX = "aj:"
+
+# --- Job store -------------------------------------------------------------------------
+JOB_KEY = KEY_PREFIX + "job:{id}"
+"""Hash per job: ``v`` (version for compare-and-set), ``status``, ``record`` (JobRecord JSON)."""
+STATUS_INDEX_KEY = KEY_PREFIX + "status:{status}"
+"""Sorted set per status of job ids, scored by the time the job entered it; for listing."""
+EVENTS_STREAM = KEY_PREFIX + "events"
+"""Stream of job events (job.queued ... job.completed); readers use XREAD or consumer groups."""
+DONE_KEY = KEY_PREFIX + "done:{id}"
+"""List holding one item once the job ended; waiters BLMOVE it onto itself, so all wake."""
+IDEMPOTENCY_KEY = KEY_PREFIX + "idem:{key}"
+"""String: idempotency key -> job id, for `IDEMPOTENCY_TTL_S`."""
+DEAD_LETTER_KEY = KEY_PREFIX + "dead"
+"""Sorted set of job ids that exhausted their retries, scored by when they landed there."""
+
+# --- Poll scheduler --------------------------------------------------------------------
+POLLS_KEY = KEY_PREFIX + "polls"
+"""Sorted set of job ids scored by when their next poll is due (ms); a claim moves the score to the
+lease's end, so a poll whose worker died falls due again by itself."""
+POLL_META_KEY = KEY_PREFIX + "pollmeta"
+"""Hash job id -> JSON of what the poller needs (kind, what to retrieve, attempt, deadline)."""
+
+# --- One active run per thread ---------------------------------------------------------
+THREAD_ACTIVE_KEY = KEY_PREFIX + "thread:{thread}:active"
+"""String: the job id holding the thread (or conversation) now."""
+THREAD_QUEUE_KEY = KEY_PREFIX + "thread:{thread}:queue"
+"""List of job ids waiting for the thread, oldest first."""
+
+# --- Celery task names -----------------------------------------------------------------
+# Named per job kind (``aj.run.start``...), so routing by name puts each kind on its own queue.
+TASK_START = "aj.{kind}.start"
+"""Start jobs: takes a list of job ids of one kind."""
+TASK_FINISH = "aj.{kind}.finish"
+"""Finish (or advance) a job whose poll saw a new remote state."""
+TASK_TOOL_OUTPUTS = "aj.{kind}.tool_outputs"
+"""Send tool outputs for a job in requires_action."""
+TASK_CANCEL = "aj.{kind}.cancel"
+"""Cancel a job's remote run or batches."""
+
+# --- Defaults (settings override them) ---------------------------------------------------
+RESULT_TTL_S = 7 * 24 * 3600
+"""How long an ended job's record is kept."""
+IDEMPOTENCY_TTL_S = 24 * 3600
+"""How long an idempotency key returns the same job."""
+EVENTS_MAXLEN = 100_000
+"""Approximate cap on the event stream's length."""
+DEFAULT_DEADLINE_S = 3600.0
+"""A job's deadline when its request names none."""
+VISIBILITY_TIMEOUT_S = 30
+"""Seconds before an unacknowledged Celery message is handed to another worker; above every hard
+time limit so a running task is never delivered twice."""
+UNACKED_RESTORE_INTERVAL_S = 5
+"""Seconds between kombu's sweeps that give a killed worker's messages back."""
+POLL_LEASE_S = 15.0
+"""How long a poller holds a claimed poll before another may take it."""
+SUBMIT_CHUNK = 200
+"""Job ids per start message from `submit_many`."""
