@@ -80,8 +80,9 @@ class PollerStep(bootsteps.StartStopStep):
 
 def create_app(settings: Settings | None = None) -> Celery:
     """The Celery app for ``settings`` (read from the environment when None)."""
-    celery = Celery("assistant_jobs", include=TASK_MODULES)
-    configure(celery, settings or get_settings())
+    settings = settings or get_settings()
+    celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
+    configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
     return celery
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("AJ_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    tool_modules: list[str] = Field(default_factory=list)
+    """Modules the worker imports at start so their ``@tool`` functions answer tool calls
+    (JSON list, e.g. ``AJ_TOOL_MODULES='["myapp.tools"]'``)."""
     openai_timeout: PositiveFloat = 30.0
     """Seconds before one API request is given up (and retried)."""
 
@@ -85,7 +88,8 @@ def describe(error: ValidationError) -> str:
     lines = ["bad configuration:"]
     for item in error.errors():
         name = "AJ_" + "_".join(str(p) for p in item["loc"]).upper() if item["loc"] else "settings"
-        lines.append(f"  {name}: {item['msg']} (got {item.get('input')!r})")
+        shown = "(hidden)" if "key" in name.lower() else repr(item.get("input"))
+        lines.append(f"  {name}: {item['msg']} (got {shown})")
     return "\n".join(lines)
 
 

