@@ -157,7 +157,7 @@ def render_response(record: ResponseRecord, now: float) -> dict[str, Any]:
     """The API's Response object."""
     status = record.status(now)
     shown = status in ("completed", "incomplete")
-    return {
+    body = {
         "id": record.id,
         "object": "response",
         "created_at": int(record.created),
@@ -169,10 +169,12 @@ def render_response(record: ResponseRecord, now: float) -> dict[str, Any]:
         else None,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "output": record.output if shown else [],
-        "usage": record.usage if shown else None,
         "conversation": {"id": record.conversation_id} if record.conversation_id else None,
         **record.settings,
     }
+    if shown:
+        body["usage"] = record.usage
+    return body
 
 
 def ended_at(record: ResponseRecord, now: float) -> float | None:

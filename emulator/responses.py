@@ -37,7 +37,11 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise bad_request(
                 f"Missing required parameter: 'tools[{index}].name'.", param=f"tools[{index}].name"
             )
-    return [dict(t) for t in tools]
+    # The API echoes function tools with their defaults filled in.
+    return [
+        {"description": None, "parameters": None, "strict": True, **t} if t["type"] == "function" else dict(t)
+        for t in tools
+    ]
 
 
 def _conversation_id(body: dict[str, Any]) -> str | None:
@@ -97,7 +101,6 @@ def _settings(body: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, An
         "store": validate.boolean(body, "store", True),
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
-        "user": None,
     }
 
 

@@ -138,7 +138,7 @@ def render_store(vs: VectorStore, now: float) -> dict[str, Any]:
     else:
         status = "in_progress" if counts["in_progress"] else "completed"
     completed_bytes = sum(f.usage_bytes for f in vs.files.values() if f.status(now) == "completed")
-    return {
+    body = {
         "id": vs.id,
         "object": "vector_store",
         "created_at": int(vs.created),
@@ -146,11 +146,13 @@ def render_store(vs: VectorStore, now: float) -> dict[str, Any]:
         "usage_bytes": completed_bytes,
         "file_counts": counts,
         "status": status,
-        "expires_after": vs.expires_after,
         "expires_at": expires_at,
         "last_active_at": int(vs.last_active),
         "metadata": vs.metadata,
     }
+    if vs.expires_after:
+        body["expires_after"] = vs.expires_after
+    return body
 
 
 def batch_files(store: Store, batch: FileBatch) -> list[VectorStoreFile]:
