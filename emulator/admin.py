@@ -16,7 +16,7 @@ from emulator.errors import bad_request, not_found
 from emulator.faults import FaultInjector, Faults
 from emulator.profile import Profile
 from emulator.response_model import precise_response
-from emulator.state import Store
+from emulator.state import Store, StoredFile, new_id
 
 PREFIX = "/_emulator"
 
@@ -165,6 +165,42 @@ async def response_details(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
+MAX_BULK_FILES = 100_000
+
+
+async def create_files(request: Request) -> Response:
+    """POST /_emulator/files {"count": N, "prefix": "doc", "bytes": 64}: N `assistants` files at once.
+
+    A shortcut for tests and benchmarks that need thousands of file ids without thousands of uploads;
+    it is not an API request, so it leaves the request and upload counters alone.
+    """
+    store: Store = request.app.state.store
+    body = await read_json(request, allow_empty=False)
+    count, prefix, size = body.get("count"), body.get("prefix", "doc"), body.get("bytes", 64)
+    if (
+        not isinstance(count, int)
+        or not 1 <= count <= MAX_BULK_FILES
+        or not isinstance(size, int)
+        or size < 1
+    ):
+        raise bad_request(f"Expected {{'count': 1..{MAX_BULK_FILES}, 'prefix': str, 'bytes': int >= 1}}.")
+    now = int(store.now())
+    ids = []
+    for index in range(count):
+        obj = {
+            "id": new_id("file-"),
+            "object": "file",
+            "bytes": size,
+            "created_at": now,
+            "filename": f"{prefix}-{index}.txt",
+            "purpose": "assistants",
+            "status": "processed",
+        }
+        store.files[obj["id"]] = StoredFile(obj, b"x" * size)
+        ids.append(obj["id"])
+    return json_response({"object": "list", "data": ids})
+
+
 ROUTES = [
     Route(f"{PREFIX}/health", health, methods=["GET"]),
     Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
@@ -175,6 +211,7 @@ ROUTES = [
     Route(f"{PREFIX}/profile", get_profile, methods=["GET"]),
     Route(f"{PREFIX}/profile", put_profile, methods=["PUT", "PATCH"]),
     Route(f"{PREFIX}/age", age, methods=["POST"]),
+    Route(f"{PREFIX}/files", create_files, methods=["POST"]),
     Route(f"{PREFIX}/runs", run_details, methods=["GET"]),
     Route(f"{PREFIX}/runs/{{run_id}}", run_detail, methods=["GET"]),
     Route(f"{PREFIX}/responses", response_details, methods=["GET"]),

@@ -139,8 +139,12 @@ async def create_batch(request: Request) -> Response:
     store: Store = request.app.state.store
     vs = get_store(store, request.path_params["vector_store_id"])
     entries = _batch_entries(store, await read_json(request, allow_empty=False))
+    now = store.now()
     for file_id, attributes, strategy in entries:
-        if file_id not in vs.files:
+        existing = vs.files.get(file_id)
+        # A file that failed or was cancelled is indexed again when added again (how failed files are
+        # retried); one already indexed or indexing stays as it is.
+        if existing is None or existing.status(now) in ("failed", "cancelled"):
             add_file(store, vs, file_id, attributes, strategy)
     batch = FileBatch(new_id("vsfb_"), vs.id, store.now(), list(dict.fromkeys(e[0] for e in entries)))
     store.batches[batch.id] = batch
