@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
-from emulator.profile import Distribution, Profile
+from helpers import FAST_PROFILE, WorkerProcess
 from emulator.server import EmulatorHandle, running_emulator
 from worker.app import create_app
 from worker.client import Jobs
@@ -23,12 +21,6 @@ from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FAST_PROFILE = Profile(
-    seed=7,
-    run_duration=Distribution(kind="uniform", min=0.3, max=0.8),
-    response_duration=Distribution(kind="uniform", min=0.3, max=0.8),
-    poll_after_ms=100,
-)
 
 # Worker settings for tests: quick polls, short leases, so recovery shows within a test's time.
 TEST_ENV = {
@@ -107,39 +99,6 @@ def jobs(settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle
     client.store.redis.close()
 
 
-class WorkerProcess:
-    """A real ``celery -A worker.app worker`` in its own process."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path):
-        self.proc = proc
-        self.log = log
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Block until the worker says it is ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "ready." in self.log.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"worker did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool processes at once, as a crashed host would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop the worker if it still runs."""
-        if self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: the main process stops its pool itself
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def worker(env: dict[str, str], tmp_path: Path, redis_client: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``worker()`` starts a worker process and waits until it is ready; all stop at teardown."""
@@ -163,8 +122,3 @@ def worker(env: dict[str, str], tmp_path: Path, redis_client: redis.Redis) -> It
     yield start
     for handle in started:
         handle.stop()
-
-
-def run_request(**fields: Any) -> dict[str, Any]:
-    """A run request on the emulator's default assistant flow (the test creates the assistant)."""
-    return {"kind": "run", **fields}
