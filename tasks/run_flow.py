@@ -19,6 +19,7 @@ from tasks.assistants import AssistantsBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
 from tasks.backoff import PollPolicy, compute_delay, error_delay
 from tasks.errors import classify
+from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
 from tasks.threads import ThreadLocks, Turn
 from worker import constants as c
 from worker.scheduler import Schedule
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend()}
 """Run backends by name; `tasks.responses` adds its own on import."""
-
-DEADLINE_GRACE_S = 30.0
-"""How long past its deadline a job waits for the remote cancel to take before it ends regardless."""
 
 
 @dataclass

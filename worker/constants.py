@@ -35,6 +35,22 @@ THREAD_ACTIVE_KEY = KEY_PREFIX + "thread:{thread}:active"
 THREAD_QUEUE_KEY = KEY_PREFIX + "thread:{thread}:queue"
 """List of job ids waiting for the thread, oldest first."""
 
+# --- Indexing jobs ---------------------------------------------------------------------
+UPLOADS_KEY = KEY_PREFIX + "uploads:{job_id}"
+"""Hash per indexing job: local path -> uploaded file id, written the moment each upload returns, so a
+retried job never uploads a path twice. Kept for the job record's retention."""
+UPLOADING_KEY = KEY_PREFIX + "uploading:{job_id}"
+"""Hash per indexing job: path -> unix time an upload of it began; left behind only by a killed worker,
+whose orphan uploads the retry finds by filename and size and adopts instead of uploading again."""
+UPLOAD_LOCK_KEY = KEY_PREFIX + "uploadlock:{job_id}"
+"""String held (with a TTL of the hard time limit) by the one task uploading a job's files."""
+INVENTORY_FILES_KEY = KEY_PREFIX + "inventory:files"
+"""Set of file ids this system uploaded (files carry no metadata); the clean-up job reads it."""
+INVENTORY_STORES_KEY = KEY_PREFIX + "inventory:stores"
+"""Set of vector store ids this system created (they are also tagged `managed_by` in metadata)."""
+MANAGED_BY = "assistant-jobs"
+"""Value of the ``managed_by`` metadata key on vector stores this system creates."""
+
 # --- Celery task names -----------------------------------------------------------------
 # Named per job kind (``aj.run.start``...), so routing by name puts each kind on its own queue.
 TASK_START = "aj.{kind}.start"
@@ -45,6 +61,8 @@ TASK_TOOL_OUTPUTS = "aj.{kind}.tool_outputs"
 """Send tool outputs for a job in requires_action."""
 TASK_CANCEL = "aj.{kind}.cancel"
 """Cancel a job's remote run or batches."""
+TASK_PREPARE = "aj.{kind}.prepare"
+"""Carry on preparing an indexing job: the next chunk of uploads, the next file batches."""
 
 # --- Defaults (settings override them) ---------------------------------------------------
 RESULT_TTL_S = 7 * 24 * 3600
@@ -62,5 +80,9 @@ UNACKED_RESTORE_INTERVAL_S = 5
 """Seconds between kombu's sweeps that give a killed worker's messages back."""
 POLL_LEASE_S = 15.0
 """How long a poller holds a claimed poll before another may take it."""
+BATCH_SIZE = 2_000
+"""File ids per file batch (the API's maximum)."""
+UPLOAD_CONCURRENCY = 8
+"""Uploads in flight at once per indexing task."""
 SUBMIT_CHUNK = 200
 """Job ids per start message from `submit_many`."""

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     (JSON list, e.g. ``AJ_TOOL_MODULES='["myapp.tools"]'``)."""
     openai_timeout: PositiveFloat = 30.0
     """Seconds before one API request is given up (and retried)."""
+    batch_size: int = Field(c.BATCH_SIZE, ge=1, le=c.BATCH_SIZE)
+    """File ids per file batch of an indexing job (at most the API's 2,000)."""
+    upload_concurrency: int = Field(c.UPLOAD_CONCURRENCY, ge=1, le=64)
+    """Uploads in flight at once per indexing task."""
 
     @model_validator(mode="after")
     def _limits_fit(self) -> Settings:
