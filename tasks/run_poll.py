@@ -42,8 +42,8 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
             status_code = resp.status
             headers = resp.headers
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        return failed(ctx, claim, {"code": "connection_error", "message": f"could not reach the API: {exc!r}"},
-                      retryable=True, finish=FINISH)
+        error = {"code": "connection_error", "message": f"could not reach the API: {exc!r}"}
+        return failed(ctx, claim, error, retryable=True, finish=FINISH)
     if status_code != 200:
         return http_error(ctx, claim, status_code, raw, headers, finish=FINISH)
     body: dict[str, Any] = orjson.loads(raw)
