@@ -13,7 +13,7 @@ from kombu import Queue
 
 from worker.settings import Settings, get_settings
 
-TASK_MODULES = ["tasks.runs", "tasks.cleanup"]
+TASK_MODULES = ["tasks.runs", "tasks.indexing", "tasks.cleanup"]
 
 
 def configure(app: Celery, s: Settings) -> None:

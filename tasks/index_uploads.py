@@ -1,0 +1,220 @@
+"""Local files into the Files API for an indexing job.
+
+Every path is checked before anything is uploaded. Uploads then run a chunk at a time (what fits in
+half a task's soft time limit) with bounded concurrency, and each ``path -> file id`` lands in the Redis
+hash ``aj:uploads:{job_id}`` the moment its upload returns: one HSET per file is far cheaper than a
+compare-and-set of the job record per file, and a retried task reads the hash and uploads only the rest.
+
+The one gap a hash cannot close is a worker killed while uploads are in flight: the server may have
+stored a file whose id never came back. So each upload first notes its path in
+``aj:uploading:{job_id}``; a later chunk that finds notes left behind lists the recent files and adopts
+the one with that name and size that no job has recorded, instead of uploading it a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import openai
+import redis
+
+from schemas.job import JobError
+from schemas.requests import path_problem
+from tasks.errors import classify
+from worker import constants as c
+
+ADOPT_SLACK_S = 5
+"""Seconds before the oldest pending upload's note from which orphan files are looked for (clock skew)."""
+
+
+# --- checks -----------------------------------------------------------------------------------
+def check_path(path: str) -> str | None:
+    """Why ``path`` cannot be indexed (missing, unreadable, not a file, bad extension, too big), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path_problem(path, None, readable=False, exists=False)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    return path_problem(path, st.st_size, readable=os.access(path, os.R_OK), exists=True)
+
+
+def check_paths(paths: Sequence[str]) -> list[tuple[str, str]]:
+    """Every bad path with why, in the order given (empty when all can be uploaded)."""
+    problems = ((path, check_path(path)) for path in paths)
+    return [(path, why) for path, why in problems if why is not None]
+
+
+def bad_paths_error(bad: Sequence[tuple[str, str]], total: int) -> JobError:
+    """One error naming each bad path and why; nothing was uploaded."""
+    lines = "; ".join(f"{path}: {why}" for path, why in bad)
+    message = f"{len(bad)} of {total} paths cannot be indexed, so nothing was uploaded: {lines}"
+    return JobError(code="bad_paths", message=message)
+
+
+# --- the upload record ------------------------------------------------------------------------
+def recorded(client: redis.Redis, job_id: str) -> dict[str, str]:
+    """The paths this job has uploaded, with their file ids."""
+    raw = client.hgetall(c.UPLOADS_KEY.format(job_id=job_id))
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+@contextmanager
+def upload_lock(client: redis.Redis, job_id: str, ttl_s: int) -> Iterator[bool]:
+    """Hold the job's upload lock (True) or learn another task holds it (False).
+
+    The TTL is the hard time limit, so a killed holder's lock is gone before its message is redelivered.
+    """
+    key = c.UPLOAD_LOCK_KEY.format(job_id=job_id)
+    got = bool(client.set(key, "1", nx=True, ex=ttl_s))
+    try:
+        yield got
+    finally:
+        if got:
+            client.delete(key)
+
+
+# --- uploading --------------------------------------------------------------------------------
+@dataclass
+class Chunk:
+    """What one chunk of uploads did."""
+
+    uploaded: int = 0
+    adopted: int = 0
+    remaining: int = 0
+    """Paths still without a file id (time ran out, or a retryable error)."""
+    retry_error: JobError | None = None
+    """The last retryable error, when some upload should be tried again after a backoff."""
+    error: JobError | None = None
+    """A permanent error: the job cannot go on."""
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Uploader:
+    """Uploads one job's paths with the sync SDK client, recording each in Redis as it returns."""
+
+    client: openai.OpenAI
+    redis: redis.Redis
+    job_id: str
+    concurrency: int
+    request_timeout: float
+    ttl_s: int
+
+    def run(self, paths: Sequence[str], budget_s: float) -> Chunk:
+        """Upload the paths not yet recorded until ``budget_s`` seconds have passed (in-flight
+        uploads are always waited for); safe to run again after any failure."""
+        chunk = Chunk(adopted=self.adopt_orphans(paths))
+        done = recorded(self.redis, self.job_id)
+        todo = [p for p in paths if p not in done]
+        until = time.monotonic() + budget_s
+        pending: set[Future[str]] = set()
+        by_future: dict[Future[str], str] = {}
+        queue = iter(todo)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="aj-upload") as pool:
+            while True:
+                while len(pending) < self.concurrency and time.monotonic() < until and chunk.error is None:
+                    path = next(queue, None)
+                    if path is None:
+                        break
+                    future = pool.submit(self.upload, path)
+                    pending.add(future)
+                    by_future[future] = path
+                if not pending:
+                    break
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._settle(chunk, by_future.pop(future), future)
+        chunk.remaining = len(paths) - len(recorded(self.redis, self.job_id))
+        return chunk
+
+    def _settle(self, chunk: Chunk, path: str, future: Future[str]) -> None:
+        exc = future.exception()
+        if exc is None:
+            chunk.uploaded += 1
+            return
+        if isinstance(exc, OSError):
+            chunk.error = JobError(code="bad_paths", message=f"{path}: could not be read ({exc})")
+            return
+        error = classify(exc)
+        if error.retryable:
+            chunk.retry_error = error
+            return
+        chunk.error = error.model_copy(update={"message": f"uploading {path}: {error.message}"})
+
+    def upload(self, path: str) -> str:
+        """Upload one path and record its file id (and the file in the inventory); the file id."""
+        uploading = c.UPLOADING_KEY.format(job_id=self.job_id)
+        self.redis.hset(uploading, path, time.time())
+        self.redis.expire(uploading, self.ttl_s)
+        try:
+            with open(path, "rb") as handle:
+                file = self.client.files.create(
+                    file=(os.path.basename(path), handle), purpose="assistants", timeout=self.request_timeout
+                )
+        except openai.APIStatusError:
+            # The server answered: nothing was stored, so there is nothing to adopt later.
+            self.redis.hdel(uploading, path)
+            raise
+        except OSError:
+            self.redis.hdel(uploading, path)
+            raise
+        self._record({path: file.id})
+        return file.id
+
+    def _record(self, ids: dict[str, str]) -> None:
+        uploads = c.UPLOADS_KEY.format(job_id=self.job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(uploads, mapping=cast(Any, ids))
+        pipe.expire(uploads, self.ttl_s)
+        pipe.sadd(c.INVENTORY_FILES_KEY, *ids.values())
+        pipe.hdel(c.UPLOADING_KEY.format(job_id=self.job_id), *ids)
+        pipe.execute()
+
+    def adopt_orphans(self, paths: Sequence[str]) -> int:
+        """Record files a killed worker uploaded but never recorded; how many were adopted.
+
+        Looks only when a killed task left upload notes behind. A candidate is a file created since the
+        oldest note with the note's file name and size that no job has recorded in the inventory.
+        """
+        uploading = c.UPLOADING_KEY.format(job_id=self.job_id)
+        ours = set(paths)
+        notes = {_text(k): float(v) for k, v in self.redis.hgetall(uploading).items() if _text(k) in ours}
+        if not notes:
+            self.redis.delete(uploading)
+            return 0
+        wanted: dict[tuple[str, int], list[str]] = {}
+        for path in notes:
+            try:
+                wanted.setdefault((os.path.basename(path), os.path.getsize(path)), []).append(path)
+            except OSError:
+                continue
+        since = min(notes.values()) - ADOPT_SLACK_S
+        candidates: list[tuple[str, tuple[str, int]]] = []
+        for file in self.client.files.list(purpose="assistants", order="desc", limit=1000):
+            if file.created_at < since:
+                break
+            if (file.filename, file.bytes) in wanted:
+                candidates.append((file.id, (file.filename, file.bytes)))
+        adopted: dict[str, str] = {}
+        if candidates:
+            known = self.redis.smismember(c.INVENTORY_FILES_KEY, [file_id for file_id, _ in candidates])
+            for (file_id, key), seen in zip(candidates, known, strict=True):
+                if not seen and wanted[key]:
+                    adopted[wanted[key].pop(0)] = file_id
+        if adopted:
+            self._record(adopted)
+        self.redis.delete(uploading)
+        return len(adopted)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
