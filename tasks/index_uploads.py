@@ -13,6 +13,7 @@ the one with that name and size that no job has recorded, instead of uploading i
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,8 @@ from schemas.job import JobError
 from schemas.requests import path_problem
 from tasks.errors import classify
 from worker import constants as c
+
+log = logging.getLogger(__name__)
 
 ADOPT_SLACK_S = 5
 """Seconds before the oldest pending upload's note from which orphan files are looked for (clock skew)."""
@@ -212,6 +215,12 @@ class Uploader:
                     adopted[wanted[key].pop(0)] = file_id
         if adopted:
             self._record(adopted)
+        log.info(
+            "job %s: %d uploads interrupted, %d found stored and adopted",
+            self.job_id,
+            len(notes),
+            len(adopted),
+        )
         self.redis.delete(uploading)
         return len(adopted)
 
