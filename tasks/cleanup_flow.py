@@ -1,42 +1,321 @@
-"""Clean-up jobs. This first version sweeps the job store: index entries and dead letters of
-records past retention. The remote sweeps (threads, conversations, stores, files) come with the
-inventory."""
+"""The life of a clean-up job: plan once, then delete in paced, bounded chunks.
+
+The plan (`tasks.cleanup_targets`) decides what each target may delete; the deletions go into a Redis
+list and successive ``aj.cleanup.start`` tasks work through it, each stopping at half the soft time limit
+and sending the next. Why chunks rather than one long task: at a few deletes a second a sweep of
+thousands of objects outlasts any time limit, and a time limit must stay below the broker's visibility
+timeout or the message is delivered twice. A dry run stops after the plan and lists what it found.
+"""
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from schemas.job import JobStatus
+import openai
+import orjson
+import redis
+
+from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.requests import CleanupRequest, CleanupTarget
+from tasks import cleanup_targets as targets
+from tasks.cleanup_targets import Findings, Scope
+from tasks.errors import classify
 from tasks.run_flow import Services
 from worker import constants as c
+from worker import inventory
+from worker.inventory import Conversational
+
+KIND = "cleanup"
+
+# Spaces deletes evenly across every sweep on every host: each caller takes the next free slot.
+_PACE = """
+-- KEYS: pace. ARGV: now, gap (seconds). Returns the seconds to wait before the reserved slot.
+local now = tonumber(ARGV[1])
+local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local nxt = at + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
+return string.format('%.6f', at - now)
+"""
 
 
+class Pace:
+    """The shared delete rate: at most ``per_s`` deletes a second across all clean-up tasks."""
+
+    def __init__(self, client: redis.Redis, per_s: float):
+        self.gap = 1.0 / per_s
+        self._reserve = client.register_script(_PACE)
+
+    def wait(self, until: float) -> bool:
+        """Sleep until the next free slot; False, without sleeping, when it is past ``until`` (monotonic)."""
+        delay = float(self._reserve(keys=[c.CLEANUP_PACE_KEY], args=[f"{time.time():.6f}", self.gap]))
+        if time.monotonic() + delay > until:
+            return False
+        time.sleep(delay)
+        return True
+
+
+def _delete_thread(api: openai.OpenAI, object_id: str) -> None:
+    with warnings.catch_warnings():
+        # client.beta still works but warns since the Assistants sunset; that warning is expected here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        api.beta.threads.delete(object_id)
+
+
+DELETERS: dict[CleanupTarget, Callable[[openai.OpenAI, str], Any]] = {
+    CleanupTarget.THREADS: _delete_thread,
+    CleanupTarget.CONVERSATIONS: lambda api, object_id: api.conversations.delete(object_id),
+    CleanupTarget.VECTOR_STORES: lambda api, object_id: api.vector_stores.delete(object_id),
+    CleanupTarget.FILES: lambda api, object_id: api.files.delete(object_id),
+}
+"""The API call that deletes one object of each remote target."""
+
+
+def forget(client: redis.Redis, target: CleanupTarget, object_id: str) -> None:
+    """Take a deleted (or vanished) object out of the inventory."""
+    if target == CleanupTarget.THREADS:
+        inventory.forget(client, Conversational.THREAD, object_id)
+    elif target == CleanupTarget.CONVERSATIONS:
+        inventory.forget(client, Conversational.CONVERSATION, object_id)
+    elif target == CleanupTarget.VECTOR_STORES:
+        inventory.forget_store(client, object_id)
+    elif target == CleanupTarget.FILES:
+        inventory.forget_file(client, object_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned delete."""
+
+    what: str
+    """``deleted``, ``already_gone``, ``failed`` or ``skipped``."""
+    detail: dict[str, Any] | None = None
+    """The error (failed) or the reason (skipped)."""
+
+
+def delete_one(
+    svc: Services, pace: Pace, target: CleanupTarget, object_id: str, scope: Scope, until: float
+) -> Outcome | None:
+    """Delete one object at the shared pace: a 404 counts as already gone, any other error is the item's
+    own. None when the pace leaves no slot before ``until``: the caller stops its chunk there."""
+    redis_client = svc.store.redis
+    reason = targets.still_deletable(redis_client, target, object_id, scope)
+    if reason is not None:
+        return Outcome("skipped", {"id": object_id, "reason": reason})
+    if not pace.wait(until):
+        return None
+    try:
+        DELETERS[target](svc.client, object_id)
+    except openai.NotFoundError:
+        forget(redis_client, target, object_id)
+        return Outcome("already_gone")
+    except openai.APIError as exc:
+        error = classify(exc)
+        return Outcome("failed", {"id": object_id, "code": error.code, "message": error.message})
+    forget(redis_client, target, object_id)
+    return Outcome("deleted")
+
+
+# --- the job -----------------------------------------------------------------------------------
 def run(svc: Services, job_id: str) -> None:
-    """Run one clean-up job to its end state."""
+    """Carry a clean-up job one step: plan it if new, then delete until the chunk's time is up."""
     record = svc.store.get(job_id)
     if record is None or record.status.ended:
         return
     request = CleanupRequest.model_validate(record.request)
-    svc.store.set_status(job_id, JobStatus.RUNNING)
-    result: dict[str, Any] = {"dry_run": request.dry_run}
-    if CleanupTarget.JOBS in request.targets:
-        result["jobs"] = sweep_job_index(svc, dry_run=request.dry_run)
-    svc.store.set_status(job_id, JobStatus.COMPLETED, result=result)
+    scope = scope_of(svc, request)
+    if record.status == JobStatus.QUEUED:
+        record = svc.store.set_status(job_id, JobStatus.RUNNING)
+    if record.progress is None:
+        record = plan(svc, record, request, scope)
+        if record.status.ended:
+            return
+    work(svc, record, scope)
 
 
-def sweep_job_index(svc: Services, *, dry_run: bool) -> dict[str, int]:
-    """Drop index and dead-letter entries whose record expired; counts what was (or would be) deleted."""
-    r = svc.store.redis
-    deleted = 0
-    keys = [c.STATUS_INDEX_KEY.format(status=s.value) for s in JobStatus] + [c.DEAD_LETTER_KEY]
-    for key in keys:
-        members = [m.decode() for m in r.zrange(key, 0, -1)]
-        pipe = r.pipeline(transaction=False)
-        for job_id in members:
-            pipe.exists(c.JOB_KEY.format(id=job_id))
-        gone = [m for m, exists in zip(members, pipe.execute(), strict=True) if not exists]
-        deleted += len(gone)
-        if gone and not dry_run:
-            r.zrem(key, *gone)
-    return {"deleted": deleted, "skipped": 0, "failed": 0}
+def scope_of(svc: Services, request: CleanupRequest) -> Scope:
+    """The limits in force for ``request``: its overrides, else the settings."""
+    s = svc.settings
+    return Scope(
+        now=time.time(),
+        idle_s=request.idle_s or s.thread_idle_s,
+        store_idle_s=request.store_idle_s or s.store_idle_s,
+        include_unmanaged=request.include_unmanaged or s.cleanup_include_unmanaged,
+        result_ttl=s.result_ttl,
+    )
+
+
+def plan(svc: Services, record: JobRecord, request: CleanupRequest, scope: Scope) -> JobRecord:
+    """Find every target's candidates, queue the deletes in Redis, write the plan into the result.
+
+    A dry run ends here, completed, listing what it would delete.
+    """
+    client = svc.store.redis
+    result: dict[str, Any] = {"dry_run": request.dry_run, "targets": {}}
+    todo: list[bytes] = []
+    for target in request.targets:
+        try:
+            found = targets.find(target, client, svc.client, scope, request.dry_run)
+        except openai.APIError as exc:
+            # One target's listing failing leaves the others to run.
+            error = classify(exc)
+            result["targets"][target.value] = {"error": {"code": error.code, "message": error.message}}
+            continue
+        result["targets"][target.value] = report(found, request.dry_run)
+        todo += [orjson.dumps({"t": target.value, "id": object_id}) for object_id in found.delete]
+        if not request.dry_run:
+            for object_id in found.gone:
+                forget(client, target, object_id)
+    _totals(result)
+    key = c.CLEANUP_TODO_KEY.format(job_id=record.id)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key)
+    if todo and not request.dry_run:
+        pipe.rpush(key, *todo)
+        pipe.expire(key, int(max((record.deadline_at or time.time()) - time.time(), 0)) + 3600)
+    pipe.execute()
+    total = 0 if request.dry_run else len(todo)
+    progress = Progress(total=total, in_progress=total)
+    if request.dry_run or not todo:
+        return svc.store.set_status(record.id, JobStatus.COMPLETED, result=result, progress=progress)
+    return svc.store.update(
+        record.id, lambda r: r.model_copy(update={"result": result, "progress": progress})
+    )
+
+
+def report(found: Findings, dry_run: bool) -> dict[str, Any]:
+    """One target's part of the result: counts, the reasons for skips, and the ids (a bounded list)."""
+    cap = c.CLEANUP_LISTED_MAX
+    part: dict[str, Any] = {
+        "candidates": len(found.delete),
+        "deleted": 0,
+        "already_gone": 0 if dry_run else len(found.gone),
+        "failed": 0,
+        "skipped": {reason: len(ids) for reason, ids in found.skipped.items()},
+        "skipped_ids": {reason: ids[:cap] for reason, ids in found.skipped.items()},
+        "errors": [],
+    }
+    if found.counts:
+        part.update(found.counts)
+        part["candidates"] = sum(found.counts.values())
+        part["deleted"] = 0 if dry_run else part["candidates"]
+    if dry_run:
+        part["would_delete"] = found.delete[:cap]
+    else:
+        part["deleted_ids"] = []
+    return part
+
+
+def _totals(result: dict[str, Any]) -> None:
+    parts = [p for p in result["targets"].values() if "error" not in p]
+    result["deleted"] = sum(p["deleted"] + p["already_gone"] for p in parts)
+    result["skipped"] = sum(sum(p["skipped"].values()) for p in parts)
+    result["failed"] = sum(p["failed"] for p in parts)
+
+
+def work(svc: Services, record: JobRecord, scope: Scope) -> None:
+    """Delete from the job's queue until it is empty (the job completes), the chunk's time is up (the
+    next chunk is sent), or the job's deadline passes or a cancel arrives (the job ends)."""
+    client = svc.store.redis
+    key = c.CLEANUP_TODO_KEY.format(job_id=record.id)
+    until = time.monotonic() + svc.settings.task_soft_time_limit / 2
+    pace = Pace(client, svc.settings.cleanup_deletes_per_s)
+    done: list[tuple[CleanupTarget, str, Outcome]] = []
+    job_key = c.JOB_KEY.format(id=record.id)
+    while True:
+        status = client.hget(job_key, "status")
+        if status is None or JobStatus(_text(status)).ended:
+            return  # cancelled (or expired) meanwhile: what was deleted so far is lost from the count only
+        if record.deadline_at and time.time() > record.deadline_at:
+            _flush(svc, record.id, done, end=JobStatus.TIMED_OUT)
+            client.delete(key)
+            return
+        raw = client.lindex(key, 0)
+        if raw is None:
+            _flush(svc, record.id, done, end=JobStatus.COMPLETED)
+            client.delete(key)
+            return
+        item = orjson.loads(raw)
+        target = CleanupTarget(item["t"])
+        outcome = (
+            None if time.monotonic() >= until else delete_one(svc, pace, target, item["id"], scope, until)
+        )
+        if outcome is None:
+            if _flush(svc, record.id, done, end=None):
+                svc.send(c.TASK_START.format(kind=KIND), [[record.id]])
+            return
+        client.lpop(key)
+        done.append((target, item["id"], outcome))
+
+
+def _flush(
+    svc: Services, job_id: str, done: list[tuple[CleanupTarget, str, Outcome]], end: JobStatus | None
+) -> bool:
+    """Add a chunk's outcomes to the job's result (ending it when ``end`` is given); False if it had ended."""
+
+    def change(record: JobRecord) -> JobRecord | None:
+        if record.status.ended:
+            return None
+        result = dict(record.result or {})
+        progress = (record.progress or Progress()).model_copy()
+        for target, object_id, outcome in done:
+            _count(result["targets"][target.value], object_id, outcome)
+            progress.in_progress -= 1
+            if outcome.what == "failed":
+                progress.failed += 1
+            else:
+                progress.completed += 1
+        _totals(result)
+        record.result, record.progress = result, progress
+        if end is not None:
+            record.status = end
+            if end == JobStatus.TIMED_OUT:
+                record.error = JobError(
+                    code="deadline_exceeded",
+                    message="the clean-up passed its deadline; what it had deleted by then is in the result",
+                )
+        return record
+
+    before = svc.store.get(job_id)
+    if before is None or before.status.ended:
+        return False
+    svc.store.update(job_id, change, event="job.progress" if end is None else None)
+    return True
+
+
+def _count(part: dict[str, Any], object_id: str, outcome: Outcome) -> None:
+    cap = c.CLEANUP_LISTED_MAX
+    if outcome.what == "deleted":
+        part["deleted"] += 1
+        if len(part["deleted_ids"]) < cap:
+            part["deleted_ids"].append(object_id)
+    elif outcome.what == "already_gone":
+        part["already_gone"] += 1
+    elif outcome.what == "failed":
+        part["failed"] += 1
+        if len(part["errors"]) < cap and outcome.detail:
+            part["errors"].append(outcome.detail)
+    elif outcome.detail:
+        reason = str(outcome.detail["reason"])
+        part["skipped"][reason] = part["skipped"].get(reason, 0) + 1
+        part["skipped_ids"].setdefault(reason, []).append(object_id)
+    part["candidates"] -= 1 if outcome.what == "skipped" else 0
+
+
+def cancel(svc: Services, job_id: str) -> None:
+    """Stop a clean-up job: it ends cancelled with what it deleted so far; the next chunk stops at once."""
+    record = svc.store.try_set_status(job_id, JobStatus.CANCELLED)
+    if record is not None:
+        svc.store.redis.delete(c.CLEANUP_TODO_KEY.format(job_id=job_id))
+
+
+def first_and_rest(job_ids: list[str]) -> tuple[str, list[str]]:
+    """The job this task runs now and the ones it hands to tasks of their own (each may take a full chunk)."""
+    return job_ids[0], job_ids[1:]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -22,6 +22,7 @@ from tasks.errors import classify
 from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
 from tasks.threads import ThreadLocks, Turn
 from worker import constants as c
+from worker import inventory
 from worker.scheduler import Schedule
 from worker.settings import Settings
 from worker.store import JobStore
@@ -82,6 +83,7 @@ def start(svc: Services, job_id: str) -> None:
         return
     if not _take_thread(svc, record, request, backend):
         return
+    inventory.record_used(svc.store.redis, dict(request))  # a given thread or conversation, for the clean-up
     try:
         record = svc.store.update(job_id, _begin)
     except IllegalTransition:  # cancelled while it waited
@@ -119,6 +121,7 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
 
     def save(updates: dict[str, Any]) -> None:
         svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
+        inventory.record_created(svc.store.redis, updates)  # a thread or conversation created here
         thread = updates.get("thread_id") or updates.get("conversation_id")
         if thread and backend.lock_key(request, {}) is None:
             # A thread this job created: hold it, so later jobs on it queue behind this one.
@@ -325,6 +328,7 @@ def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **
     svc.schedule.remove(job_id)
     if record is None:
         return
+    inventory.touch(svc.store.redis, record.remote)  # its thread or conversation was active until now
     if dead:
         svc.store.dead_letter(job_id)
     _release(svc, record)

@@ -11,6 +11,9 @@ from typing import Any
 from celery import Celery, bootsteps
 from kombu import Queue
 
+from worker.beat import beat_config
+from worker.flower import install_arg_redaction
+from worker.metrics import install_worker_hooks
 from worker.settings import Settings, get_settings
 
 TASK_MODULES = ["tasks.runs", "tasks.indexing", "tasks.cleanup"]
@@ -55,6 +58,8 @@ def configure(app: Celery, s: Settings) -> None:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
+    # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
+    app.conf.update(beat_config(s))
 
 
 class PollerStep(bootsteps.StartStopStep):
@@ -84,6 +89,8 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
     configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
+    install_worker_hooks()
+    install_arg_redaction()
     return celery
 
 

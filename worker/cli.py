@@ -343,3 +343,17 @@ def emulator(port: int, host: str, profile: str | None, api_key: str | None) -> 
     from emulator.server import serve
 
     serve(host, port, load_profile(profile), api_key)
+
+
+@main.command()
+@click.option("--port", type=int, help="Default: AJ_METRICS_PORT (9808).")
+@friendly
+def metrics(port: int | None) -> None:
+    """Serve Prometheus metrics (jobs, polls, API requests) read from Redis at /metrics."""
+    from worker.connections import redis_client
+    from worker.metrics import serve
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    out.print(f"metrics on http://{settings.metrics_address}:{port or settings.metrics_port}/metrics")
+    serve(settings, redis_client(settings), port)

@@ -44,12 +44,39 @@ UPLOADING_KEY = KEY_PREFIX + "uploading:{job_id}"
 whose orphan uploads the retry finds by filename and size and adopts instead of uploading again."""
 UPLOAD_LOCK_KEY = KEY_PREFIX + "uploadlock:{job_id}"
 """String held (with a TTL of the hard time limit) by the one task uploading a job's files."""
+
+# --- Inventory: what this system created or used, for the clean-up (see worker.inventory) ---
+INVENTORY_THREADS_KEY = KEY_PREFIX + "inventory:threads"
+"""Sorted set of thread ids this system created or used, scored by their last activity (unix time)."""
+INVENTORY_CONVERSATIONS_KEY = KEY_PREFIX + "inventory:conversations"
+"""Sorted set of conversation ids this system created or used, scored by their last activity."""
+INVENTORY_BORROWED_KEY = KEY_PREFIX + "inventory:borrowed"
+"""Set of thread and conversation ids a producer gave (used here, created elsewhere): left alone by the
+clean-up unless unmanaged objects are included."""
 INVENTORY_FILES_KEY = KEY_PREFIX + "inventory:files"
 """Set of file ids this system uploaded (files carry no metadata); the clean-up job reads it."""
 INVENTORY_STORES_KEY = KEY_PREFIX + "inventory:stores"
 """Set of vector store ids this system created (they are also tagged `managed_by` in metadata)."""
+MANAGED_BY_KEY = "managed_by"
+"""Metadata key that marks a vector store as created by this system."""
 MANAGED_BY = "assistant-jobs"
 """Value of the ``managed_by`` metadata key on vector stores this system creates."""
+
+# --- Clean-up ---------------------------------------------------------------------------
+CLEANUP_TODO_KEY = KEY_PREFIX + "cleanup:{job_id}:todo"
+"""List of JSON items ``{"t": target, "id": ...}`` a clean-up job still has to delete, worked through
+in chunks by successive tasks; expires with the job's deadline."""
+CLEANUP_PACE_KEY = KEY_PREFIX + "cleanup:pace"
+"""String: the unix time before which no further clean-up delete may start (the shared delete rate)."""
+
+# --- Beat (celery-redbeat) ----------------------------------------------------------------
+BEAT_KEY_PREFIX = KEY_PREFIX + "beat:"
+"""Prefix of redbeat's keys: the schedule, one hash per entry, and the lock only one beat holds."""
+
+# --- Metrics ------------------------------------------------------------------------------
+METRICS_API_KEY = KEY_PREFIX + "metrics:api"
+"""Hash ``{endpoint}|{class}`` -> count of API requests workers made, by outcome class (ok, 4xx, 404,
+429, 5xx, connection, timeout); the exporter reads it."""
 
 # --- Celery task names -----------------------------------------------------------------
 # Named per job kind (``aj.run.start``...), so routing by name puts each kind on its own queue.
@@ -63,6 +90,8 @@ TASK_CANCEL = "aj.{kind}.cancel"
 """Cancel a job's remote run or batches."""
 TASK_PREPARE = "aj.{kind}.prepare"
 """Carry on preparing an indexing job: the next chunk of uploads, the next file batches."""
+TASK_SCHEDULED_CLEANUP = "aj.cleanup.scheduled"
+"""Fired by beat: submit a clean-up job of some targets (so every sweep is a job anyone can read)."""
 
 # --- Defaults (settings override them) ---------------------------------------------------
 RESULT_TTL_S = 7 * 24 * 3600
@@ -86,3 +115,25 @@ UPLOAD_CONCURRENCY = 8
 """Uploads in flight at once per indexing task."""
 SUBMIT_CHUNK = 200
 """Job ids per start message from `submit_many`."""
+THREAD_IDLE_S = 7 * 24 * 3600.0
+"""Idle seconds before a recorded thread or conversation is cleaned up."""
+STORE_IDLE_S = 7 * 24 * 3600.0
+"""Seconds since a managed vector store's last activity before it is cleaned up."""
+FILE_GRACE_S = 3600.0
+"""A managed file younger than this is never cleaned up: it may be on its way into a batch."""
+CLEANUP_DELETES_PER_S = 5.0
+"""API deletes per second all sweeps share."""
+CLEANUP_LISTED_MAX = 1000
+"""Ids listed per target in a clean-up result (the counts are always complete)."""
+SWEEP_THREADS_S = 3600.0
+"""Seconds between scheduled thread and conversation sweeps."""
+SWEEP_STORES_S = 3600.0
+"""Seconds between scheduled vector store sweeps."""
+SWEEP_FILES_S = 6 * 3600.0
+"""Seconds between scheduled file sweeps (each lists every store's files, so less often)."""
+SWEEP_JOBS_S = 3600.0
+"""Seconds between scheduled sweeps of the job index and the event stream."""
+BEAT_MAX_INTERVAL_S = 5.0
+"""Most seconds beat sleeps between schedule checks."""
+METRICS_PORT = 9808
+"""Default port of the Prometheus exporter."""

@@ -12,6 +12,8 @@ from schemas.requests import RunBackend
 from worker import constants as c
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,38 @@ class Settings(BaseSettings):
     """File ids per file batch of an indexing job (at most the API's 2,000)."""
     upload_concurrency: int = Field(c.UPLOAD_CONCURRENCY, ge=1, le=64)
     """Uploads in flight at once per indexing task."""
+    # --- clean-up, beat, Flower, metrics ---
+    thread_idle_s: PositiveFloat = c.THREAD_IDLE_S
+    """Seconds without a job before a thread or conversation this system recorded is deleted."""
+    store_idle_s: PositiveFloat = c.STORE_IDLE_S
+    """Seconds since a vector store's ``last_active_at`` before a store this system created is deleted."""
+    cleanup_deletes_per_s: PositiveFloat = c.CLEANUP_DELETES_PER_S
+    """API deletes per second, shared by every sweep on every host (a Redis-held pace)."""
+    cleanup_include_unmanaged: bool = False
+    """Let the vector-store and file sweeps touch objects this system did not create (threads cannot be
+    listed, so only recorded ones are ever seen)."""
+    sweep_threads_s: NonNegativeFloat = c.SWEEP_THREADS_S
+    """Seconds between scheduled sweeps of threads and conversations; 0 turns the sweep off."""
+    sweep_stores_s: NonNegativeFloat = c.SWEEP_STORES_S
+    """Seconds between scheduled sweeps of vector stores; 0 turns the sweep off."""
+    sweep_files_s: NonNegativeFloat = c.SWEEP_FILES_S
+    """Seconds between scheduled sweeps of uploaded files; 0 turns the sweep off."""
+    sweep_jobs_s: NonNegativeFloat = c.SWEEP_JOBS_S
+    """Seconds between scheduled sweeps of job index entries and old events; 0 turns the sweep off."""
+    beat_max_interval: PositiveFloat = c.BEAT_MAX_INTERVAL_S
+    """Most seconds a beat sleeps between looks at the schedule; a standby beat retries the lock this often
+    and takes over at most five times this long after the active one died."""
+    flower_user: str | None = None
+    """Flower's basic-auth user; Flower refuses to start without it unless ``AJ_FLOWER_DEV=1``."""
+    flower_password: SecretStr | None = None
+    """Flower's basic-auth password."""
+    flower_dev: bool = False
+    """Allow Flower without credentials (a developer's machine only)."""
+    flower_address: str = "127.0.0.1"
+    flower_port: Port = 5555
+    metrics_address: str = "127.0.0.1"
+    metrics_port: Port = c.METRICS_PORT
+    """Port of the Prometheus exporter (``ajobs metrics``)."""
 
     @model_validator(mode="after")
     def _limits_fit(self) -> Settings:
@@ -75,6 +109,8 @@ class Settings(BaseSettings):
             )
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("AJ_TASK_SOFT_TIME_LIMIT must be below AJ_TASK_TIME_LIMIT")
+        if self.flower_user is not None and ":" in self.flower_user:
+            raise ValueError("AJ_FLOWER_USER must not contain a colon (basic auth splits on it)")
         return self
 
     @property

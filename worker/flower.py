@@ -1,0 +1,77 @@
+"""Flower, the operator's window on workers and tasks: ``python -m worker.flower`` (``make flower``).
+
+The launcher builds Flower's options from the settings and refuses to start without basic-auth
+credentials unless ``AJ_FLOWER_DEV=1``. The credentials reach Flower through its ``FLOWER_BASIC_AUTH``
+environment variable, not the command line, so ``ps`` never shows the password.
+
+What Flower shows of a task is its name and its arguments' repr. Our tasks take job ids, kinds and
+targets; the one that carries producer data (tool outputs) has its shown arguments cut to the job id
+and a count by `install_arg_redaction`. The API key is never an argument of anything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from worker import constants as c
+from worker.settings import ConfigurationError, Settings, get_settings
+
+_TOOL_OUTPUTS = c.TASK_TOOL_OUTPUTS.format(kind="run")
+
+
+def flower_env(s: Settings, base: dict[str, str]) -> dict[str, str]:
+    """The environment Flower runs with: ``base`` plus the basic auth from the settings.
+
+    Raises `ConfigurationError` naming the settings when credentials are missing and ``AJ_FLOWER_DEV``
+    is not set.
+    """
+    env = {k: v for k, v in base.items() if k != "FLOWER_BASIC_AUTH"}
+    password = s.flower_password.get_secret_value() if s.flower_password else ""
+    if s.flower_user and password:
+        env["FLOWER_BASIC_AUTH"] = f"{s.flower_user}:{password}"
+    elif not s.flower_dev:
+        raise ConfigurationError(
+            "Flower needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (basic auth); "
+            "set AJ_FLOWER_DEV=1 to run it without them on a developer's machine"
+        )
+    return env
+
+
+def flower_argv(s: Settings, python: str = sys.executable) -> list[str]:
+    """The command that starts Flower against the workers' broker, on the settings' address and port."""
+    return [
+        python, "-m", "celery", "-A", "worker.app", "flower",
+        f"--address={s.flower_address}", f"--port={s.flower_port}",
+    ]  # fmt: skip
+
+
+def main() -> None:
+    """Replace this process with Flower (so signals reach Flower itself)."""
+    settings = get_settings()
+    env = flower_env(settings, dict(os.environ))
+    argv = flower_argv(settings)
+    os.execve(argv[0], argv, env)
+
+
+def redact_args(
+    sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any
+) -> None:
+    """Show a tool-outputs task as its job id and how many outputs it carries, not their text."""
+    if sender != _TOOL_OUTPUTS or headers is None:
+        return
+    args = body[0] if isinstance(body, tuple | list) and body else []
+    if isinstance(args, list | tuple) and len(args) >= 2 and isinstance(args[1], list):
+        headers["argsrepr"] = f"[{args[0]!r}, <{len(args[1])} tool outputs>]"
+
+
+def install_arg_redaction() -> None:
+    """Connect `redact_args` to Celery's publish signal (idempotent)."""
+    from celery.signals import before_task_publish
+
+    before_task_publish.connect(redact_args, weak=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Prometheus metrics: workers count their API requests into Redis; ``ajobs metrics`` serves everything.
+
+Why a standalone exporter reading Redis, rather than an endpoint in each worker: the job, poll and
+inventory figures are cluster state that lives in Redis anyway, so one exporter gives one scrape target
+however many workers and hosts there are, and it survives worker restarts; and a prefork worker's pool
+processes would each hold their own in-memory counters, which Prometheus' client can only merge through
+its multiprocess mode and a shared directory per host. What only a worker knows, its API requests,
+it adds to a Redis hash every couple of seconds (one pipelined HINCRBY per endpoint and outcome).
+
+Metric names (all prefixed ``aj_``) are listed in the README's Operations section and on `JobsCollector`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import redis
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from schemas.job import JobStatus
+from worker import constants as c
+from worker.settings import Settings
+
+FLUSH_EVERY_S = 2.0
+"""Seconds between a process's flushes of its API counts to Redis."""
+
+# Ids in paths (thread_..., run_..., vs_..., file-..., conv_..., resp_..., asst_...) become {id}, so the
+# endpoint label has a handful of values rather than one per object.
+_ID = re.compile(r"^(?:[a-z]+_|file-)[A-Za-z0-9_-]+$")
+
+
+def endpoint(method: str, path: str) -> str:
+    """``POST /threads/{id}/runs`` from a request's method and URL path (the ``/v1`` prefix dropped)."""
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] == "v1":
+        parts = parts[1:]
+    return f"{method.upper()} /" + "/".join("{id}" if _ID.match(p) else p for p in parts)
+
+
+def outcome(status: int) -> str:
+    """The class of an HTTP status: ok, not_found, rate_limited, client_error or server_error."""
+    if status < 400:
+        return "ok"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    return "client_error" if status < 500 else "server_error"
+
+
+class ApiCounts:
+    """This process's API request counts, added to Redis every `FLUSH_EVERY_S` by a daemon thread."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def add(self, method: str, path: str, result: str) -> None:
+        """Count one request to ``method path`` that ended in ``result``."""
+        with self._lock:
+            self._counts[f"{endpoint(method, path)}|{result}"] += 1
+            if self._pid != os.getpid():  # first count in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._flush_forever, name="aj-metrics", daemon=True).start()
+
+    def flush(self) -> None:
+        """Add the counts so far to Redis and start again from zero."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        if not counts:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for field, n in counts.items():
+            pipe.hincrby(c.METRICS_API_KEY, field, n)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            with self._lock:  # keep them for the next flush
+                self._counts.update(counts)
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(FLUSH_EVERY_S)
+            self.flush()
+
+
+def instrument(api: Any, counts: ApiCounts) -> None:
+    """Count every request the openai client ``api`` sends, by endpoint and outcome (also connection
+    errors and timeouts, which never reach a response hook). Idempotent."""
+    http = api._client  # the SDK's httpx client: the one place every request passes
+    if getattr(http, "_aj_counted", False):
+        return
+    send = http.send
+
+    def counted_send(request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = send(request, *args, **kwargs)
+        except Exception as exc:
+            result = "timeout" if "Timeout" in type(exc).__name__ else "connection"
+            counts.add(request.method, request.url.path, result)
+            raise
+        counts.add(request.method, request.url.path, outcome(response.status_code))
+        return response
+
+    http.send = counted_send
+    http._aj_counted = True
+
+
+# --- the exporter ----------------------------------------------------------------------------------
+class EventTally:
+    """Counts job status changes by kind from the event stream, from the moment it starts."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Follow the stream in a daemon thread."""
+        threading.Thread(target=self._follow, name="aj-events", daemon=True).start()
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """``(kind, status) -> count`` so far."""
+        with self._lock:
+            return dict(self.counts)
+
+    def _follow(self) -> None:
+        last = "$"
+        while True:
+            try:
+                reply: Any = self.redis.xread({c.EVENTS_STREAM: last}, count=1000, block=5000)
+            except redis.RedisError:
+                time.sleep(1.0)
+                continue
+            for _stream, rows in reply:
+                with self._lock:
+                    for stream_id, fields in rows:
+                        last = stream_id
+                        self.counts[(_text(fields.get(b"kind", b"")), _text(fields.get(b"status", b"")))] += 1
+
+
+class JobsCollector(Collector):
+    """Reads Redis at each scrape.
+
+    - ``aj_jobs{status}``: jobs held in Redis per status (gauge).
+    - ``aj_job_status_changes_total{kind,status}``: jobs of each kind entering each status (counter).
+    - ``aj_runs_in_flight``: run jobs a poller supervises now (gauge).
+    - ``aj_polls_scheduled`` and ``aj_polls_due``: polls waiting, and those already due (gauges).
+    - ``aj_poll_lag_seconds``: how late the most overdue unclaimed poll is (gauge).
+    - ``aj_api_requests_total{endpoint,outcome}``: API requests workers made, by outcome (counter).
+    - ``aj_api_errors_total{class}``: the failed ones by class (counter).
+    - ``aj_dead_letters``: jobs in the dead-letter set (gauge).
+    - ``aj_inventory_objects{kind}``: threads, conversations, stores and files recorded (gauge).
+    """
+
+    def __init__(self, client: redis.Redis, events: EventTally | None = None):
+        self.redis = client
+        self.events = events
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """One scrape's metrics."""
+        r = self.redis
+        now = time.time()
+        pipe = r.pipeline(transaction=False)
+        for status in JobStatus:
+            pipe.zcard(c.STATUS_INDEX_KEY.format(status=status.value))
+        pipe.zcard(c.POLLS_KEY)
+        pipe.zcount(c.POLLS_KEY, "-inf", now * 1000)
+        pipe.zrange(c.POLLS_KEY, 0, 0, withscores=True)
+        pipe.hvals(c.POLL_META_KEY)
+        pipe.hgetall(c.METRICS_API_KEY)
+        pipe.zcard(c.DEAD_LETTER_KEY)
+        pipe.zcard(c.INVENTORY_THREADS_KEY)
+        pipe.zcard(c.INVENTORY_CONVERSATIONS_KEY)
+        pipe.scard(c.INVENTORY_STORES_KEY)
+        pipe.scard(c.INVENTORY_FILES_KEY)
+        replies: list[Any] = pipe.execute()
+        n = len(JobStatus)
+        by_status, rest = replies[:n], replies[n:]
+        scheduled, due, oldest, metas, api, dead, *inventory = rest
+
+        jobs = GaugeMetricFamily("aj_jobs", "Jobs held in Redis, per status.", labels=["status"])
+        for status, count in zip(JobStatus, by_status, strict=True):
+            jobs.add_metric([status.value], count)
+        yield jobs
+        if self.events is not None:
+            changes = CounterMetricFamily(
+                "aj_job_status_changes", "Jobs of each kind entering each status.", labels=["kind", "status"]
+            )
+            for (kind, entered), count in sorted(self.events.snapshot().items()):
+                changes.add_metric([kind, entered], count)
+            yield changes
+        runs = sum(1 for meta in metas if orjson.loads(meta).get("op") == "run")
+        yield GaugeMetricFamily("aj_runs_in_flight", "Run jobs a poller supervises now.", value=runs)
+        yield GaugeMetricFamily("aj_polls_scheduled", "Polls waiting in the schedule.", value=scheduled)
+        yield GaugeMetricFamily("aj_polls_due", "Polls already due and not yet claimed.", value=due)
+        lag = max(now - oldest[0][1] / 1000, 0.0) if oldest else 0.0
+        yield GaugeMetricFamily(
+            "aj_poll_lag_seconds", "How late the most overdue unclaimed poll is.", value=lag
+        )
+        yield from _api_metrics(api)
+        yield GaugeMetricFamily("aj_dead_letters", "Jobs in the dead-letter set.", value=dead)
+        objects = GaugeMetricFamily(
+            "aj_inventory_objects", "Objects recorded for the clean-up.", labels=["kind"]
+        )
+        for kind, count in zip(
+            ("threads", "conversations", "vector_stores", "files"), inventory, strict=True
+        ):
+            objects.add_metric([kind], count)
+        yield objects
+
+
+def _api_metrics(api: dict[bytes, bytes]) -> Iterator[CounterMetricFamily]:
+    requests = CounterMetricFamily(
+        "aj_api_requests",
+        "API requests workers made, by endpoint and outcome.",
+        labels=["endpoint", "outcome"],
+    )
+    errors = CounterMetricFamily("aj_api_errors", "Failed API requests, by class.", labels=["class"])
+    by_class: Counter[str] = Counter()
+    for field, value in sorted(api.items()):
+        name, _, result = _text(field).rpartition("|")
+        requests.add_metric([name, result], int(value))
+        if result != "ok":
+            by_class[result] += int(value)
+    for result, count in sorted(by_class.items()):
+        errors.add_metric([result], count)
+    yield requests
+    yield errors
+
+
+def registry(client: redis.Redis, follow_events: bool = True) -> CollectorRegistry:
+    """A registry holding only our collector (following the event stream when ``follow_events``)."""
+    events = EventTally(client) if follow_events else None
+    if events is not None:
+        events.start()
+    reg = CollectorRegistry()
+    reg.register(JobsCollector(client, events))
+    return reg
+
+
+def serve(settings: Settings, client: redis.Redis, port: int | None = None) -> None:
+    """Serve ``/metrics`` on the settings' address and port until the process is stopped."""
+    start_http_server(port or settings.metrics_port, settings.metrics_address, registry=registry(client))
+    threading.Event().wait()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# --- worker hooks ----------------------------------------------------------------------------------
+_COUNTS: dict[int, ApiCounts] = {}
+
+
+def process_counts() -> ApiCounts:
+    """This process's `ApiCounts` (a forked pool process gets its own, not its parent's)."""
+    pid = os.getpid()
+    if pid not in _COUNTS:
+        from worker.connections import store
+
+        _COUNTS[pid] = ApiCounts(store().redis)
+    return _COUNTS[pid]
+
+
+def instrument_process(**_: Any) -> None:
+    """Count the API requests of this process's openai client (a Celery signal handler)."""
+    from worker.openai_client import openai_client
+
+    instrument(openai_client(), process_counts())
+
+
+def flush_process(**_: Any) -> None:
+    """Write this process's last counts before it exits (a Celery signal handler)."""
+    counts = _COUNTS.get(os.getpid())
+    if counts is not None:
+        counts.flush()
+
+
+def install_worker_hooks() -> None:
+    """Count API requests in every worker process: pool processes as they start, and the main one
+    (which runs the tasks itself with ``--pool=solo``)."""
+    from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+    worker_process_init.connect(instrument_process, weak=False)
+    worker_ready.connect(instrument_process, weak=False)
+    worker_process_shutdown.connect(flush_process, weak=False)
+    worker_shutdown.connect(flush_process, weak=False)
