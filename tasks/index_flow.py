@@ -98,8 +98,8 @@ def prepare(svc: Services, job_id: str) -> None:
     """Do the next piece of preparation: the store, a chunk of uploads, or the batches; then either
     send itself again for the rest or put the job on the poll schedule."""
     record = svc.store.get(job_id)
-    if record is None or record.status.ended:
-        return
+    if record is None or record.status.ended or record.remote.get("prepared"):
+        return  # a redelivered prepare of a job already polled must not restart its rounds
     if record.deadline_at and time.time() > record.deadline_at:
         cancel(svc, job_id, "deadline")
         return
@@ -116,6 +116,7 @@ def prepare(svc: Services, job_id: str) -> None:
         svc.send(PREPARE, [job_id])
     elif step == Step.POLL:
         _poll_round(svc, svc.store.require(job_id), 0)
+        _set_remote(svc, job_id, prepared=True)  # after the poll is on the schedule, so none is lost
 
 
 class Step(StrEnum):
@@ -322,6 +323,10 @@ def finish(svc: Services, job_id: str, body: dict[str, Any]) -> None:
 def _settle_round(svc: Services, record: JobRecord, seen: dict[str, Any]) -> None:
     request = request_of(record)
     round_ = int(record.remote.get("round", 0))
+    current = {b["id"] for b in record.remote.get("batches", []) if b["round"] == round_}
+    if not current or set(seen) != current:
+        log.info("job %s: ignoring a finish for batches of an earlier round", record.id)
+        return
     record = svc.store.update(record.id, lambda r: _with_counts(r, seen))
     vs_id = record.remote["vector_store_id"]
     batches = [b for b in record.remote.get("batches", []) if b["round"] == round_]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -236,3 +239,23 @@ def wait_for(check: Callable[[], Any], timeout: float) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("timed out waiting")
+
+
+def test_the_cli_submits_an_index_job_and_waits_for_it(
+    worker: StartWorker, emulator: EmulatorHandle, env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a worker, two uploaded files and one local file
+    worker()
+    file_ids = emulator.create_files(2)
+    path = write_files(tmp_path, 1)[0]
+
+    # When `ajobs submit index --new-store NAME --file-id ... PATH --wait` runs
+    args = ["submit", "index", "--new-store", "cli", *(f"--file-id={i}" for i in file_ids), path, "--wait"]
+    cli = [sys.executable, "-c", "from worker.cli import main; main()", *args, "--timeout", "30", "--json"]
+    outcome = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    # Then it exits 0 with the completed job, three files indexed
+    assert outcome.returncode == 0, outcome.stderr
+    record = json.loads(outcome.stdout)
+    assert record["status"] == "completed"
+    assert record["result"]["file_counts"]["completed"] == 3
