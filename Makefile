@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest emulator worker beat flower bench bench-full clean
+.PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m worker.demo
 
-test: lint pytest
+test: lint browser pytest
+
+# The browser check (tests/integration/test_flower.py) needs Chromium: install it where we can (root with
+# apt), and never fail the run when we cannot; the test skips itself then.
+browser:
+	-@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+		echo "chromium could not be installed: the Flower browser check will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas worker tasks emulator bench tests
@@ -30,6 +38,17 @@ emulator: $(STAMP)
 
 worker: $(STAMP)
 	$(BIN)/celery -A worker.app worker --loglevel=INFO
+
+# Any number of beats may run: redbeat's lock in Redis lets one fire the sweeps.
+beat: $(STAMP)
+	$(BIN)/celery -A worker.app beat -S redbeat.RedBeatScheduler --loglevel=INFO
+
+# Needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (or AJ_FLOWER_DEV=1 on a developer's machine).
+flower: $(STAMP)
+	$(BIN)/python -m worker.flower
+
+metrics: $(STAMP)
+	$(BIN)/ajobs metrics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

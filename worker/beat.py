@@ -47,6 +47,8 @@ def beat_config(s: Settings) -> dict[str, Any]:
     return {
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "beat_schedule": schedule(s),
+        # Celery 5.7 reads beat_max_loop_interval; earlier releases read beat_max_interval.
+        "beat_max_loop_interval": s.beat_max_interval,
         "beat_max_interval": s.beat_max_interval,
         "redbeat_redis_url": s.redis_url,
         "redbeat_redis_options": {
@@ -57,5 +59,6 @@ def beat_config(s: Settings) -> dict[str, Any]:
         "redbeat_key_prefix": c.BEAT_KEY_PREFIX,
         "redbeat_lock_key": c.BEAT_KEY_PREFIX + "lock",
         # A beat that died holds the lock at most this long before a standby takes over.
-        "redbeat_lock_timeout": int(s.beat_max_interval * 5),
+        # It must outlast the longest sleep between ticks, each of which extends it.
+        "redbeat_lock_timeout": int(max(s.beat_max_interval * 5, 5)),
     }

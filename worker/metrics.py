@@ -34,8 +34,9 @@ FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""
 
 # Ids in paths (thread_..., run_..., vs_..., file-..., conv_..., resp_..., asst_...) become {id}, so the
-# endpoint label has a handful of values rather than one per object.
-_ID = re.compile(r"^(?:[a-z]+_|file-)[A-Za-z0-9_-]+$")
+# endpoint label has a handful of values rather than one per object. Resource and action names
+# (vector_stores, submit_tool_outputs) look alike but never hold a digit; generated ids always do.
+_ID = re.compile(r"^(?:[a-z]+_|file-)[A-Za-z0-9_-]*[0-9][A-Za-z0-9_-]*$")
 
 
 def endpoint(method: str, path: str) -> str:

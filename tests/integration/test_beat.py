@@ -1,0 +1,80 @@
+"""Beat with celery-redbeat: two beat processes at once still fire each sweep once a period."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from helpers import WorkerProcess
+
+from schemas.job import JobKind
+from worker.client import Jobs
+
+PERIOD_S = 2.0
+BEAT_ENV = {
+    "AJ_SWEEP_THREADS_S": str(PERIOD_S),
+    "AJ_SWEEP_JOBS_S": str(PERIOD_S),
+    "AJ_SWEEP_STORES_S": "0",
+    "AJ_SWEEP_FILES_S": "0",
+    "AJ_BEAT_MAX_INTERVAL": "0.5",
+}
+
+
+@pytest.fixture
+def beat(
+    env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[[str], tuple[subprocess.Popen[bytes], Path]]]:
+    """Factory: ``beat(name)`` starts ``celery beat`` with the redbeat scheduler; all stop at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"beat-{name}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-S", "redbeat.RedBeatScheduler",
+               "--loglevel=INFO", f"--logfile={log}"]  # fmt: skip
+        with (tmp_path / f"beat-{name}.out").open("wb") as output:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **BEAT_ENV}, start_new_session=True,
+                                    stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+        started.append(proc)
+        return proc, log
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_two_beats_fire_each_sweep_once_a_period(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    beat: Callable[[str], tuple[subprocess.Popen[bytes], Path]],
+) -> None:
+    # Given a worker and two beat processes on one Redis, sweeps every 2 s
+    worker()
+    (_, log_a), (_, log_b) = beat("a"), beat("b")
+    began = time.monotonic()
+
+    # When they run side by side for about 11 seconds
+    time.sleep(11)
+    window = time.monotonic() - began
+
+    # Then each sweep was fired about once a period (not twice), each as a clean-up job
+    fired: Counter[str] = Counter()
+    for record in jobs.list(limit=1000):
+        if record.kind == JobKind.CLEANUP:
+            fired[",".join(record.request["targets"])] += 1
+    periods = window / PERIOD_S
+    for sweep in ("threads,conversations", "jobs"):
+        assert periods - 3 <= fired[sweep] <= periods + 1, (fired, window)
+    # ...because exactly one of the beats holds the lock and schedules
+    holders = [log for log in (log_a, log_b) if "Acquired lock" in log.read_text(errors="replace")]
+    assert len(holders) == 1, [log.read_text(errors="replace")[-2000:] for log in (log_a, log_b)]
