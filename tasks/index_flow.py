@@ -30,6 +30,7 @@ from tasks.index_poll import merge_progress
 from tasks.index_uploads import Uploader, bad_paths_error, check_paths, recorded, upload_lock
 from tasks.run_flow import Services
 from worker import constants as c
+from worker import inventory
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +170,13 @@ def _ensure_store(svc: Services, record: JobRecord, request: VectorStoreBatchReq
         if new.chunking_strategy is not None:
             params["chunking_strategy"] = new.chunking_strategy.model_dump(mode="json")
         found = svc.client.vector_stores.create(**params).id
-    svc.store.redis.sadd(c.INVENTORY_STORES_KEY, found)
+    inventory.record_store(svc.store.redis, found)
     return _set_remote(svc, record.id, vector_store_id=found, store_created=True)
 
 
 def _store_metadata(given: dict[str, str], job_id: str) -> dict[str, str]:
     """The producer's metadata plus ours (``managed_by`` first) as far as the 16 pairs allow."""
-    ours = {"managed_by": c.MANAGED_BY, RESERVED_METADATA_KEY: job_id}
+    ours = {**inventory.managed_metadata(), RESERVED_METADATA_KEY: job_id}
     room = METADATA_MAX_PAIRS - len(given)
     extra = {k: v for k, v in list(ours.items())[: max(room, 0)] if k not in given}
     return {**given, **extra}

@@ -29,6 +29,7 @@ from schemas.job import JobError
 from schemas.requests import path_problem
 from tasks.errors import classify
 from worker import constants as c
+from worker import inventory
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class Uploader:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(uploads, mapping=cast(Any, ids))
         pipe.expire(uploads, self.ttl_s)
-        pipe.sadd(c.INVENTORY_FILES_KEY, *ids.values())
+        inventory.record_files(pipe, ids.values())
         pipe.hdel(c.UPLOADING_KEY.format(job_id=self.job_id), *ids)
         pipe.execute()
 
