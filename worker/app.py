@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, bootsteps
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.beat import beat_config
 from worker.flower import install_arg_redaction
@@ -38,7 +38,9 @@ def configure(app: Celery, s: Settings) -> None:
         task_time_limit=s.task_time_limit,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_queues=[Queue(s.queue_runs), Queue(s.queue_indexing), Queue(s.queue_maintenance)],
+        # Each queue on its own direct exchange: a message lands in exactly one queue.
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)
+                     for q in (s.queue_runs, s.queue_indexing, s.queue_maintenance)],
         task_default_queue=s.queue_runs,
         task_routes={
             "aj.run.*": {"queue": s.queue_runs},
