@@ -136,7 +136,9 @@ class JobRecord(BaseModel):
     remote: dict[str, Any] = Field(default_factory=dict)
     """Remote ids (thread_id, run_id, conversation_id, response_id, vector_store_id, batch ids...)."""
     attempts: int = 0
-    """How many times a worker has started this job's current step."""
+    """How many times a worker has started this job."""
+    retries: int = 0
+    """Retryable API errors in a row on the current step (reset when a step succeeds)."""
     created_at: float
     started_at: float | None = None
     updated_at: float

@@ -47,6 +47,8 @@ class AssistantsBackend:
     """Threads and runs."""
 
     name = "assistants"
+    usage_per_round = False
+    """A run reports its usage once, for all its rounds."""
 
     def lock_key(self, request: RunRequest, remote: dict[str, Any]) -> str | None:
         """The given thread, or the one this job created."""
@@ -63,7 +65,9 @@ class AssistantsBackend:
             thread = beta.threads.create(metadata={JOB_METADATA_KEY: record.id})
             thread_id = thread.id
             save({"thread_id": thread_id, "thread_created": True})
-        existing = self._find_run(beta, thread_id, record.id)
+        # Only when an earlier create's outcome is unknown (its worker died, its connection dropped)
+        # can a run of this job exist already.
+        existing = self._find_run(beta, thread_id, record.id) if record.remote.get("creating") else None
         if existing:
             return {"thread_id": thread_id, "run_id": existing}
         params = {f: getattr(request, f) for f in _RUN_FIELDS if getattr(request, f, None) is not None}
@@ -145,12 +149,6 @@ class AssistantsBackend:
 
 
 def _annotation(raw: dict[str, Any]) -> dict[str, Any]:
-    """An annotation in the shape both backends report: type, text span, file id."""
+    """An annotation in the shape both backends report: type, file id, where it sits in the text."""
     cited = raw.get("file_citation") or raw.get("file_path") or {}
-    return {
-        "type": raw.get("type"),
-        "text": raw.get("text"),
-        "file_id": cited.get("file_id") or raw.get("file_id"),
-        "start_index": raw.get("start_index"),
-        "end_index": raw.get("end_index"),
-    }
+    return {"type": raw.get("type"), "file_id": cited.get("file_id"), "index": raw.get("end_index")}

@@ -43,6 +43,8 @@ class Backend(Protocol):
     """One way of running a model turn."""
 
     name: str
+    usage_per_round: bool
+    """True when each round reports its own usage (summed); False when the last report is the total."""
 
     def lock_key(self, request: RunRequest, remote: dict[str, Any]) -> str | None:
         """The thread or conversation this job must hold while its run is active, when known."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+RETRY_AFTER_MARGIN_S = 0.05
+"""Added to a server's Retry-After, so clock granularity never puts a retry a hair before it."""
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -31,7 +34,7 @@ def compute_delay(
     """
     base = min(policy.cap, policy.first * policy.factor ** max(attempt, 0))
     delay = base * (1.0 - policy.jitter * (rng or random).random())
-    return max(delay, poll_after or 0.0, retry_after or 0.0)
+    return max(delay, poll_after or 0.0, _floor(retry_after))
 
 
 def error_delay(errors: int, policy: PollPolicy, *, retry_after: float | None = None,
@@ -40,4 +43,8 @@ def error_delay(errors: int, policy: PollPolicy, *, retry_after: float | None = 
     poll delay up to 30 s, jittered, and never before ``retry_after``."""
     base = min(30.0, policy.first * 2.0 ** max(errors - 1, 0))
     delay = base * (1.0 - policy.jitter * (rng or random).random())
-    return max(delay, retry_after or 0.0)
+    return max(delay, _floor(retry_after))
+
+
+def _floor(retry_after: float | None) -> float:
+    return retry_after + RETRY_AFTER_MARGIN_S if retry_after else 0.0

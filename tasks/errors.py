@@ -71,3 +71,9 @@ def retry_after_seconds(headers: object) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The Retry-After an API error carried, in seconds, or None."""
+    response = getattr(exc, "response", None)
+    return retry_after_seconds(getattr(response, "headers", None))

@@ -12,13 +12,14 @@ from typing import Any
 
 import openai
 
-from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus
+from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus, Usage
 from schemas.requests import RunRequest, RunStrategy
 from tasks import tools
 from tasks.assistants import AssistantsBackend
+from tasks.responses import ResponsesBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
 from tasks.backoff import PollPolicy, compute_delay, error_delay
-from tasks.errors import classify
+from tasks.errors import classify, retry_after_of
 from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
 from tasks.threads import ThreadLocks, Turn
 from worker import constants as c
@@ -29,8 +30,8 @@ from worker.store import JobStore
 
 log = logging.getLogger(__name__)
 
-BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend()}
-"""Run backends by name; `tasks.responses` adds its own on import."""
+BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend(), "responses": ResponsesBackend()}
+"""Run backends by name."""
 
 
 @dataclass
@@ -127,26 +128,40 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
             # A thread this job created: hold it, so later jobs on it queue behind this one.
             svc.locks.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
 
+    if not record.remote.get("creating"):
+        save({"creating": True})  # cleared once the create is known to have happened, or not
     try:
         remote = backend.start(svc.client, record, request, save)
     except openai.APIError as exc:
-        _start_failed(svc, record, exc)
+        if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
+            save({"creating": False})
+        _start_failed(svc, svc.store.require(job_id), exc)
         return
-    record = svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}}))
+    remote["creating"] = False
+    record = svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0}))
     _poll_soon(svc, record, backend, svc.settings.poll_first)
     if record.cancel_requested:
         svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
 
 
 def _start_failed(svc: Services, record: JobRecord, exc: openai.APIError) -> None:
-    error = classify(exc)
     if _is_active_run_conflict(exc):
         # A run started outside this system holds the thread: wait it out, do not fight it.
         delay = compute_delay(record.attempts, svc.policy)
         _defer(svc, record.id, c.TASK_START, [[record.id]], delay)
         return
-    if error.retryable and record.attempts <= svc.settings.max_retries:
-        _defer(svc, record.id, c.TASK_START, [[record.id]], error_delay(record.attempts, svc.policy))
+    retry_or_fail(svc, record, exc, c.TASK_START, [[record.id]])
+
+
+def retry_or_fail(svc: Services, record: JobRecord, exc: openai.APIError, template: str, args: list[Any]) -> None:
+    """A step's API call failed: run the step again after a backoff (never before the server's
+    Retry-After) while the error is retryable and the step has failed fewer than ``max_retries``
+    times in a row; else the job fails (and, having spent its retries, is dead-lettered)."""
+    error = classify(exc)
+    if error.retryable and record.retries < svc.settings.max_retries:
+        svc.store.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
+        delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
+        _defer(svc, record.id, template, args, delay)
         return
     end(svc, record.id, JobStatus.FAILED, error=error, dead=error.retryable)
 
@@ -191,16 +206,25 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error(record))
         return
     snap = backend.snapshot(body)
-    if snap.status in ACTIVE:
-        _poll_soon(svc, record, backend, compute_delay(0, svc.policy))
-    elif snap.status == "requires_action":
-        _tool_calls(svc, record, request, backend, snap)
-    else:
-        _finish(svc, record, backend, snap)
+    try:
+        if snap.status in ACTIVE:
+            _poll_soon(svc, record, backend, compute_delay(0, svc.policy))
+        elif snap.status == "requires_action":
+            _tool_calls(svc, record, request, backend, snap)
+        else:
+            _finish(svc, record, backend, snap)
+    except openai.APIError as exc:
+        retry_or_fail(svc, record, exc, c.TASK_FINISH, [job_id, body])
+
+
+def _usage(record: JobRecord, backend: Backend, snap: Snapshot) -> Usage | None:
+    if backend.usage_per_round:
+        return add_usage(record.usage, snap.usage)
+    return snap.usage or record.usage
 
 
 def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) -> None:
-    usage = add_usage(record.usage, snap.usage)
+    usage = _usage(record, backend, snap)
     status = snap.status
     if status == "completed":
         result = backend.result(svc.client, record, snap)
@@ -226,7 +250,7 @@ def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) 
 
 def _tool_calls(svc: Services, record: JobRecord, request: RunRequest, backend: Backend, snap: Snapshot) -> None:
     names = [call.name for call in snap.tool_calls]
-    usage = add_usage(record.usage, snap.usage)
+    usage = _usage(record, backend, snap)
     if request.run_tools and tools.can_answer(names):
         try:
             outputs = [{"tool_call_id": t.id, "output": tools.call(t.name, t.arguments)} for t in snap.tool_calls]
@@ -264,17 +288,15 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
     try:
         remote = backend.submit_outputs(svc.client, record, request, outputs)
     except openai.APIError as exc:
-        error = classify(exc)
-        if error.retryable and record.attempts <= svc.settings.max_retries:
-            svc.store.update(job_id, lambda r: r.model_copy(update={"attempts": r.attempts + 1}))
-            _defer(svc, job_id, c.TASK_TOOL_OUTPUTS, [job_id, outputs], error_delay(record.attempts, svc.policy))
+        if classify(exc).retryable:
+            retry_or_fail(svc, record, exc, c.TASK_TOOL_OUTPUTS, [job_id, outputs])
             return
         # The run may have expired or been cancelled meanwhile: let a poll tell what it is now.
-        log.warning("tool outputs for job %s refused: %s", job_id, error.message)
+        log.warning("tool outputs for job %s refused: %s", job_id, classify(exc).message)
         _poll_soon(svc, record, backend, 0.0)
         return
     record = svc.store.update(job_id, lambda r: r.model_copy(update={
-        "status": JobStatus.RUNNING, "tool_calls": [], "remote": {**r.remote, **remote}}))
+        "status": JobStatus.RUNNING, "tool_calls": [], "remote": {**r.remote, **remote}, "retries": 0}))
     _poll_soon(svc, record, backend, svc.settings.poll_first)
 
 
@@ -313,9 +335,10 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
         "cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}))
     try:
         backend.cancel(svc.client, record.remote)
-    except openai.APIStatusError as exc:
-        if exc.status_code >= 500 or exc.status_code == 429:
-            _defer(svc, job_id, c.TASK_CANCEL, [job_id, reason], error_delay(1, svc.policy))
+    except openai.APIError as exc:
+        if classify(exc).retryable:
+            delay = error_delay(1, svc.policy, retry_after=retry_after_of(exc))
+            _defer(svc, job_id, c.TASK_CANCEL, [job_id, reason], delay)
             return
         # 400/404: the run already ended; the poll below reports how.
     _poll_soon(svc, svc.store.require(job_id), backend, 0.2, cancelling=True)

@@ -18,7 +18,7 @@ from schemas.job import JobRecord, JobStatus
 from helpers import WorkerProcess
 from worker.client import Jobs, ToolOutputsRejected
 
-BACKENDS = ["assistants"]
+BACKENDS = ["assistants", "responses"]
 FUNCTIONS = ["get_weather", "get_time"]
 
 Ask = Callable[..., dict[str, Any]]
