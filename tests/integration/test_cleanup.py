@@ -14,6 +14,7 @@ from helpers import WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
+from worker import constants as c
 from worker import inventory
 from worker.client import Jobs
 from worker.settings import Settings
@@ -49,6 +50,15 @@ def _exists(fetch: Callable[[], Any]) -> bool:
     except openai.NotFoundError:
         return False
     return True
+
+
+def _settled(client: redis.Redis, threads: list[str], timeout: float = 10.0) -> None:
+    """Wait until every thread is released: a job's end state is written before its thread's last touch
+    and release, so a waiter may wake a moment before them."""
+    deadline = time.monotonic() + timeout
+    while any(client.exists(c.THREAD_ACTIVE_KEY.format(thread=t)) for t in threads):
+        assert time.monotonic() < deadline, "threads still held"
+        time.sleep(0.05)
 
 
 def _sweep(jobs: Jobs, **request: Any) -> JobRecord:
@@ -90,6 +100,7 @@ def test_thread_sweep_deletes_exactly_the_idle_threads_without_a_job_and_a_dry_r
         t for t, _ in inventory.idle(redis_client, inventory.Conversational.THREAD, time.time() + 1)
     } == set(threads)
     # ...of which 10 have been idle for two hours, and one of those has a job queued on it
+    _settled(redis_client, threads)
     idle = threads[:10]
     for thread in idle:
         inventory.touch(redis_client, {"thread_id": thread}, at=time.time() - 2 * HOUR)
