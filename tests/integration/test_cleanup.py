@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -31,8 +31,9 @@ class _NoBroker:
 
 
 @pytest.fixture
-def api(emulator: EmulatorHandle) -> openai.OpenAI:
-    return openai.OpenAI(base_url=emulator.base_url, api_key="sk-test", max_retries=0)
+def api(emulator: EmulatorHandle) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=emulator.base_url, api_key="sk-test", max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ def _get(url: str, auth: bool) -> tuple[int, str]:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
+        exc.close()
         return exc.code, ""
 
 
@@ -111,8 +112,10 @@ def test_flower_shows_the_workers_and_our_task_names_in_a_browser_and_never_the_
 ) -> None:
     # Given a worker, Flower, and a few jobs run while Flower watches
     worker(name="flowerw")
-    api = openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0)
-    with warnings.catch_warnings():
+    with (
+        openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as api,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", DeprecationWarning)
         assistant = api.beta.assistants.create(model="gpt-4o")
     refs = jobs.submit_many(
