@@ -61,7 +61,7 @@ class Counters:
         self.retry_after: dict[str, float] = {}
 
     def request(self, key: str, concrete: str, now: float) -> None:
-        """Count one request to `key` ("METHOD template"); `concrete` is "METHOD path" for early retries."""
+        """Count one request to `key` ("METHOD template"); `concrete` is "METHOD path" (plus a digest of the body, if any) for early retries."""
         self.requests[key] += 1
         deadline = self.retry_after.get(concrete)
         if deadline is not None:

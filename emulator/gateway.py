@@ -7,6 +7,7 @@ through Starlette's routing and request objects.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 
@@ -65,6 +66,28 @@ def _auth_error(token: str | None) -> bytes:
     )
 
 
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 class Gateway:
     """Pure ASGI middleware applied to every `/v1/...` request (never to `/_emulator/...`)."""
 
@@ -86,7 +109,15 @@ class Gateway:
         template = route_template(path)
         key = f"{method} {template}"
         counters = self.counters
-        counters.request(key, f"{method} {path}", time.time())
+        concrete = f"{method} {path}"
+        if method != "GET":
+            # A retry is the same request again: creates on a shared path (POST /v1/responses) from
+            # different callers are different requests, so the body is part of what a Retry-After binds.
+            body = await _read_body(receive)
+            receive = _replay(body)
+            if body:
+                concrete += " #" + hashlib.sha1(body).hexdigest()[:16]
+        counters.request(key, concrete, time.time())
         if self.api_key is not None:
             token = _bearer(scope)
             if token != self.api_key:
@@ -96,7 +127,7 @@ class Gateway:
         fault = self.faults.decide(method, path, template)
         if self.faults.faults.latency_ms > 0 and self.faults.faults.applies(method, path, template):
             await asyncio.sleep(self.faults.faults.latency_ms / 1000)
-        if fault is not None and await self._inject(fault, key, f"{method} {path}", send):
+        if fault is not None and await self._inject(fault, key, concrete, send):
             return
         if method == "GET" and template == "/v1/threads/{thread_id}/runs/{run_id}":
             await self._retrieve_run(path, key, send)

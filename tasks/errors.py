@@ -17,6 +17,9 @@ def is_retryable_status(status: int) -> bool:
 def classify(exc: BaseException) -> JobError:
     """A `JobError` for an exception raised while talking to the API: a stable code, a message a
     person can act on (the API's own message when it gave one) and whether a retry could help."""
+    wait = getattr(exc, "wait", None)
+    if isinstance(wait, float):  # the shared rate gate (worker.rate_gate) held the request back
+        return JobError(code="rate_limited", message=str(exc), retryable=True)
     if isinstance(exc, openai.APITimeoutError):
         return JobError(code="timeout", message="the API did not answer in time", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
@@ -74,6 +77,9 @@ def retry_after_seconds(headers: object) -> float | None:
 
 
 def retry_after_of(exc: BaseException) -> float | None:
-    """The Retry-After an API error carried, in seconds, or None."""
+    """The Retry-After an API error carried (or the shared rate gate's wait), in seconds, or None."""
+    wait = getattr(exc, "wait", None)
+    if isinstance(wait, float):
+        return wait
     response = getattr(exc, "response", None)
     return retry_after_seconds(getattr(response, "headers", None))

@@ -24,6 +24,7 @@ from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: th
 from tasks.threads import ThreadLocks, Turn
 from worker import constants as c
 from worker import inventory
+from worker.rate_gate import RateGateClosed
 from worker.scheduler import Schedule
 from worker.settings import Settings
 from worker.store import JobStore
@@ -132,7 +133,7 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
         save({"creating": True})  # cleared once the create is known to have happened, or not
     try:
         remote = backend.start(svc.client, record, request, save)
-    except openai.APIError as exc:
+    except openai.OpenAIError as exc:
         if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
             save({"creating": False})
         _start_failed(svc, svc.store.require(job_id), exc)
@@ -144,7 +145,7 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
         svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
 
 
-def _start_failed(svc: Services, record: JobRecord, exc: openai.APIError) -> None:
+def _start_failed(svc: Services, record: JobRecord, exc: openai.OpenAIError) -> None:
     if _is_active_run_conflict(exc):
         # A run started outside this system holds the thread: wait it out, do not fight it.
         delay = compute_delay(record.attempts, svc.policy)
@@ -153,11 +154,14 @@ def _start_failed(svc: Services, record: JobRecord, exc: openai.APIError) -> Non
     retry_or_fail(svc, record, exc, c.TASK_START, [[record.id]])
 
 
-def retry_or_fail(svc: Services, record: JobRecord, exc: openai.APIError, template: str, args: list[Any]) -> None:
+def retry_or_fail(svc: Services, record: JobRecord, exc: openai.OpenAIError, template: str, args: list[Any]) -> None:
     """A step's API call failed: run the step again after a backoff (never before the server's
     Retry-After) while the error is retryable and the step has failed fewer than ``max_retries``
     times in a row; else the job fails (and, having spent its retries, is dead-lettered)."""
     error = classify(exc)
+    if isinstance(exc, RateGateClosed):  # nothing was sent: wait without spending a retry
+        _defer(svc, record.id, template, args, error_delay(1, svc.policy, retry_after=exc.wait))
+        return
     if error.retryable and record.retries < svc.settings.max_retries:
         svc.store.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
         delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
@@ -166,7 +170,7 @@ def retry_or_fail(svc: Services, record: JobRecord, exc: openai.APIError, templa
     end(svc, record.id, JobStatus.FAILED, error=error, dead=error.retryable)
 
 
-def _is_active_run_conflict(exc: openai.APIError) -> bool:
+def _is_active_run_conflict(exc: openai.OpenAIError) -> bool:
     return isinstance(exc, openai.BadRequestError) and "already has an active run" in str(exc)
 
 
@@ -213,7 +217,7 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
             _tool_calls(svc, record, request, backend, snap)
         else:
             _finish(svc, record, backend, snap)
-    except openai.APIError as exc:
+    except openai.OpenAIError as exc:
         retry_or_fail(svc, record, exc, c.TASK_FINISH, [job_id, body])
 
 
@@ -287,7 +291,7 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
     backend = backend_of(request)
     try:
         remote = backend.submit_outputs(svc.client, record, request, outputs)
-    except openai.APIError as exc:
+    except openai.OpenAIError as exc:
         if classify(exc).retryable:
             retry_or_fail(svc, record, exc, c.TASK_TOOL_OUTPUTS, [job_id, outputs])
             return
@@ -335,7 +339,7 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
         "cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}))
     try:
         backend.cancel(svc.client, record.remote)
-    except openai.APIError as exc:
+    except openai.OpenAIError as exc:
         if classify(exc).retryable:
             delay = error_delay(1, svc.policy, retry_after=retry_after_of(exc))
             _defer(svc, job_id, c.TASK_CANCEL, [job_id, reason], delay)

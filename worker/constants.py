@@ -29,6 +29,9 @@ lease's end, so a poll whose worker died falls due again by itself."""
 POLL_META_KEY = KEY_PREFIX + "pollmeta"
 """Hash job id -> JSON of what the poller needs (kind, what to retrieve, attempt, deadline)."""
 
+RATE_GATE_KEY = KEY_PREFIX + "gate:{route}"
+"""String per endpoint ("POST /v1/responses"): unix time before which no worker calls it (a Retry-After)."""
+
 # --- One active run per thread ---------------------------------------------------------
 THREAD_ACTIVE_KEY = KEY_PREFIX + "thread:{thread}:active"
 """String: the job id holding the thread (or conversation) now."""

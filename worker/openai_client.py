@@ -7,21 +7,29 @@ import functools
 
 import openai
 
+from worker.rate_gate import RateGate
 from worker.settings import Settings, get_settings
 
 
-def make_openai(settings: Settings) -> openai.OpenAI:
-    """A synchronous client from ``settings`` (base URL, key, timeout), without SDK retries."""
+def make_openai(settings: Settings, gate: RateGate | None = None) -> openai.OpenAI:
+    """A synchronous client from ``settings`` (base URL, key, timeout), without SDK retries; with a
+    ``gate``, every request honours the Retry-After any worker was given for its endpoint."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
+    http = None
+    if gate is not None:
+        http = openai.DefaultHttpxClient(event_hooks={"request": [gate.check], "response": [gate.record]})
     return openai.OpenAI(
-        api_key=key, base_url=settings.openai_base_url, timeout=settings.openai_timeout, max_retries=0
+        api_key=key, base_url=settings.openai_base_url, timeout=settings.openai_timeout, max_retries=0,
+        http_client=http,
     )
 
 
 @functools.cache
 def openai_client() -> openai.OpenAI:
-    """This process's client (one connection pool, reused by every task)."""
-    return make_openai(get_settings())
+    """This process's client (one connection pool, reused by every task), behind the shared rate gate."""
+    from worker.connections import store
+
+    return make_openai(get_settings(), RateGate(store().redis))
 
 
 def api_base(settings: Settings) -> str:

@@ -1,0 +1,57 @@
+"""A Retry-After shared by every worker: a 429 or 503 that names a wait closes that endpoint
+(METHOD and path) for all workers until then, and a request to a closed endpoint is not sent.
+
+Polls have their own per-run backoff; this covers the SDK calls of tasks, where many jobs share an
+endpoint (every background response is created by ``POST /v1/responses``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx2
+import openai
+import redis
+
+from tasks.errors import retry_after_seconds
+from worker import constants as c
+
+
+class RateGateClosed(openai.OpenAIError):
+    """The endpoint asked everyone to wait; ``wait`` seconds are left. Nothing was sent."""
+
+    def __init__(self, route: str, wait: float):
+        super().__init__(f"{route} asked to wait {wait:.2f} s more (Retry-After)")
+        self.route = route
+        self.wait = wait
+
+
+class RateGate:
+    """Request and response hooks for the SDK's HTTP client, backed by one Redis key per endpoint."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    @staticmethod
+    def route(request: httpx2.Request) -> str:
+        """``METHOD /path`` of a request (no query)."""
+        return f"{request.method} {request.url.path}"
+
+    def check(self, request: httpx2.Request) -> None:
+        """Refuse to send while the endpoint's Retry-After has not passed."""
+        route = self.route(request)
+        until = self.redis.get(c.RATE_GATE_KEY.format(route=route))
+        if until is not None:
+            wait = float(until) - time.time()
+            if wait > 0:
+                raise RateGateClosed(route, wait)
+
+    def record(self, response: httpx2.Response) -> None:
+        """Close the endpoint for everyone when the server asked to wait."""
+        if response.status_code not in (429, 503):
+            return
+        wait = retry_after_seconds(response.headers)
+        if wait:
+            until = time.time() + wait
+            route = self.route(response.request)
+            self.redis.set(c.RATE_GATE_KEY.format(route=route), f"{until:.3f}", px=max(int(wait * 1000), 1))
