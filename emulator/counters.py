@@ -61,7 +61,8 @@ class Counters:
         self.retry_after: dict[str, float] = {}
 
     def request(self, key: str, concrete: str, now: float) -> None:
-        """Count one request to `key` ("METHOD template"); `concrete` is "METHOD path" (plus a digest of the body, if any) for early retries."""
+        """Count one request to `key` ("METHOD template"); `concrete` identifies the request for early retries
+        ("METHOD path", plus a digest of the body when it has one)."""
         self.requests[key] += 1
         deadline = self.retry_after.get(concrete)
         if deadline is not None:

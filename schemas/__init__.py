@@ -1,1 +1,1 @@
-"""schemas package."""
+"""Pydantic models only: job requests per kind, the job record, events, errors. No Celery, no I/O."""

@@ -54,7 +54,9 @@ class AssistantsBackend:
         """The given thread, or the one this job created."""
         return request.thread_id or remote.get("thread_id")
 
-    def start(self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save) -> dict[str, Any]:
+    def start(
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+    ) -> dict[str, Any]:
         """Create the thread when none was given, then the run with the request's messages and overrides.
 
         A retry finds the run carrying this job id in its metadata instead of creating another.
@@ -116,7 +118,9 @@ class AssistantsBackend:
         texts: list[str] = []
         annotations: list[dict[str, Any]] = []
         file_ids: list[str] = []
-        page = beta.threads.messages.list(remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100)
+        page = beta.threads.messages.list(
+            remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100
+        )
         for message in page:
             if message.role != "assistant":
                 continue

@@ -50,7 +50,9 @@ class Backend(Protocol):
         """The thread or conversation this job must hold while its run is active, when known."""
         ...
 
-    def start(self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save) -> dict[str, Any]:
+    def start(
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+    ) -> dict[str, Any]:
         """Create (or, on a retry, find) the remote run; returns the remote ids to record."""
         ...
 
@@ -87,7 +89,11 @@ def usage_of(raw: dict[str, Any] | None) -> Usage | None:
         return None
     prompt = raw.get("prompt_tokens", raw.get("input_tokens", 0)) or 0
     completion = raw.get("completion_tokens", raw.get("output_tokens", 0)) or 0
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=raw.get("total_tokens") or prompt + completion)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=raw.get("total_tokens") or prompt + completion,
+    )
 
 
 def add_usage(a: Usage | None, b: Usage | None) -> Usage | None:

@@ -37,8 +37,9 @@ def compute_delay(
     return max(delay, poll_after or 0.0, _floor(retry_after))
 
 
-def error_delay(errors: int, policy: PollPolicy, *, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
+def error_delay(
+    errors: int, policy: PollPolicy, *, retry_after: float | None = None, rng: random.Random | None = None
+) -> float:
     """Seconds to wait after the ``errors``-th retryable error in a row: doubling from the first
     poll delay up to 30 s, jittered, and never before ``retry_after``."""
     base = min(30.0, policy.first * 2.0 ** max(errors - 1, 0))

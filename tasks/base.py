@@ -17,7 +17,7 @@ from worker.scheduler import Schedule
 from worker.settings import get_settings
 
 
-class JobTask(Task):  # type: ignore[misc]
+class JobTask(Task):  # type: ignore[type-arg,misc]
     """Base for every job task: idempotent, so acked late and given back if the worker dies."""
 
     acks_late = True

@@ -62,7 +62,9 @@ class ResponsesBackend:
         """The given conversation, or the one this job created."""
         return request.conversation_id or remote.get("conversation_id")
 
-    def start(self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save) -> dict[str, Any]:
+    def start(
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+    ) -> dict[str, Any]:
         """Create the conversation when none was given (and no previous response is named), then the
         background response with the request's messages as input.
 
@@ -76,8 +78,10 @@ class ResponsesBackend:
             conversation = client.conversations.create(metadata={JOB_METADATA_KEY: record.id})
             remote["conversation_id"] = conversation.id
             save({"conversation_id": conversation.id, "conversation_created": True})
-        items = [{"type": "message", "role": m.role, "content": m.content} for m in request.messages]
-        response = client.responses.create(input=items, **_history(request, remote), **_params(request, record.id))
+        items: Any = [{"type": "message", "role": m.role, "content": m.content} for m in request.messages]
+        response = client.responses.create(
+            input=items, **_history(request, remote), **_params(request, record.id)
+        )
         return {"conversation_id": remote.get("conversation_id"), "response_id": response.id, "rounds": 1}
 
     def poll_path(self, remote: dict[str, Any]) -> str:
@@ -124,8 +128,13 @@ class ResponsesBackend:
         self, client: openai.OpenAI, record: JobRecord, request: RunRequest, outputs: list[dict[str, str]]
     ) -> dict[str, Any]:
         """Create the follow-up background response carrying ``function_call_output`` items."""
-        items = [{"type": "function_call_output", "call_id": o["tool_call_id"], "output": o["output"]} for o in outputs]
-        response = client.responses.create(input=items, **_history(request, record.remote), **_params(request, record.id))
+        items: Any = [
+            {"type": "function_call_output", "call_id": o["tool_call_id"], "output": o["output"]}
+            for o in outputs
+        ]
+        response = client.responses.create(
+            input=items, **_history(request, record.remote), **_params(request, record.id)
+        )
         return {"response_id": response.id, "rounds": int(record.remote.get("rounds", 1)) + 1}
 
     def cancel(self, client: openai.OpenAI, remote: dict[str, Any]) -> None:

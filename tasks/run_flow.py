@@ -16,11 +16,11 @@ from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus, Usage
 from schemas.requests import RunRequest, RunStrategy
 from tasks import tools
 from tasks.assistants import AssistantsBackend
-from tasks.responses import ResponsesBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
 from tasks.backoff import PollPolicy, compute_delay, error_delay
 from tasks.errors import classify, retry_after_of
 from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
+from tasks.responses import ResponsesBackend
 from tasks.threads import ThreadLocks, Turn
 from worker import constants as c
 from worker import inventory
@@ -110,8 +110,15 @@ def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend:
     if got.turn == Turn.ACQUIRED:
         return True
     if got.turn == Turn.BUSY:
-        end(svc, record.id, JobStatus.FAILED, error=JobError(
-            code="thread_busy", message=f"{key} already has an active run (job {got.other}); strategy is reject"))
+        end(
+            svc,
+            record.id,
+            JobStatus.FAILED,
+            error=JobError(
+                code="thread_busy",
+                message=f"{key} already has an active run (job {got.other}); strategy is reject",
+            ),
+        )
         return False
     if request.strategy == RunStrategy.INTERRUPT:
         request_cancel(svc, got.other, reason="interrupted")
@@ -139,7 +146,9 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
         _start_failed(svc, svc.store.require(job_id), exc)
         return
     remote["creating"] = False
-    record = svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0}))
+    record = svc.store.update(
+        job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0})
+    )
     _poll_soon(svc, record, backend, svc.settings.poll_first)
     if record.cancel_requested:
         svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
@@ -154,7 +163,9 @@ def _start_failed(svc: Services, record: JobRecord, exc: openai.OpenAIError) -> 
     retry_or_fail(svc, record, exc, c.TASK_START, [[record.id]])
 
 
-def retry_or_fail(svc: Services, record: JobRecord, exc: openai.OpenAIError, template: str, args: list[Any]) -> None:
+def retry_or_fail(
+    svc: Services, record: JobRecord, exc: openai.OpenAIError, template: str, args: list[Any]
+) -> None:
     """A step's API call failed: run the step again after a backoff (never before the server's
     Retry-After) while the error is retryable and the step has failed fewer than ``max_retries``
     times in a row; else the job fails (and, having spent its retries, is dead-lettered)."""
@@ -179,8 +190,14 @@ def _defer(svc: Services, job_id: str, template: str, args: list[Any], delay: fl
 
 
 def _poll_meta(record: JobRecord, backend: Backend, **extra: Any) -> dict[str, Any]:
-    return {"op": "run", "b": backend.name, "path": backend.poll_path(record.remote), "n": 0,
-            "dl": record.deadline_at, **extra}
+    return {
+        "op": "run",
+        "b": backend.name,
+        "path": backend.poll_path(record.remote),
+        "n": 0,
+        "dl": record.deadline_at,
+        **extra,
+    }
 
 
 def _poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float, **extra: Any) -> None:
@@ -240,27 +257,59 @@ def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) 
         else:
             end(svc, record.id, JobStatus.CANCELLED, usage=usage)
     elif status == "expired":
-        end(svc, record.id, JobStatus.EXPIRED, usage=usage, error=JobError(
-            code="expired", message="the run expired while it waited for tool outputs"))
+        end(
+            svc,
+            record.id,
+            JobStatus.EXPIRED,
+            usage=usage,
+            error=JobError(code="expired", message="the run expired while it waited for tool outputs"),
+        )
     elif status == "incomplete":
         details = snap.incomplete or {}
-        end(svc, record.id, JobStatus.FAILED, usage=usage, result={"incomplete_details": details},
-            error=JobError(code="incomplete", message=f"the run ended incomplete: {details.get('reason', 'unknown')}"))
+        end(
+            svc,
+            record.id,
+            JobStatus.FAILED,
+            usage=usage,
+            result={"incomplete_details": details},
+            error=JobError(
+                code="incomplete", message=f"the run ended incomplete: {details.get('reason', 'unknown')}"
+            ),
+        )
     else:
         err = snap.error or {}
-        end(svc, record.id, JobStatus.FAILED, usage=usage, error=JobError(
-            code=str(err.get("code") or "run_failed"), message=str(err.get("message") or f"the run ended {status}")))
+        end(
+            svc,
+            record.id,
+            JobStatus.FAILED,
+            usage=usage,
+            error=JobError(
+                code=str(err.get("code") or "run_failed"),
+                message=str(err.get("message") or f"the run ended {status}"),
+            ),
+        )
 
 
-def _tool_calls(svc: Services, record: JobRecord, request: RunRequest, backend: Backend, snap: Snapshot) -> None:
+def _tool_calls(
+    svc: Services, record: JobRecord, request: RunRequest, backend: Backend, snap: Snapshot
+) -> None:
     names = [call.name for call in snap.tool_calls]
     usage = _usage(record, backend, snap)
     if request.run_tools and tools.can_answer(names):
         try:
-            outputs = [{"tool_call_id": t.id, "output": tools.call(t.name, t.arguments)} for t in snap.tool_calls]
+            outputs = [
+                {"tool_call_id": t.id, "output": tools.call(t.name, t.arguments)} for t in snap.tool_calls
+            ]
         except Exception as exc:
-            end(svc, record.id, JobStatus.FAILED, usage=usage, error=JobError(
-                code="tool_error", message=f"registered tool raised {type(exc).__name__}: {exc}"))
+            end(
+                svc,
+                record.id,
+                JobStatus.FAILED,
+                usage=usage,
+                error=JobError(
+                    code="tool_error", message=f"registered tool raised {type(exc).__name__}: {exc}"
+                ),
+            )
             return
         record = svc.store.update(record.id, lambda r: r.model_copy(update={"usage": usage}))
         send_outputs(svc, record.id, outputs)
@@ -269,8 +318,12 @@ def _tool_calls(svc: Services, record: JobRecord, request: RunRequest, backend: 
     if record.status == JobStatus.REQUIRES_ACTION and known == {t.id for t in snap.tool_calls}:
         _wait_for_outputs(svc, record, backend, snap)
         return
-    record = svc.store.update(record.id, lambda r: r.model_copy(update={
-        "status": JobStatus.REQUIRES_ACTION, "tool_calls": snap.tool_calls, "usage": usage}))
+    record = svc.store.update(
+        record.id,
+        lambda r: r.model_copy(
+            update={"status": JobStatus.REQUIRES_ACTION, "tool_calls": snap.tool_calls, "usage": usage}
+        ),
+    )
     _wait_for_outputs(svc, record, backend, snap)
 
 
@@ -299,14 +352,24 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
         log.warning("tool outputs for job %s refused: %s", job_id, classify(exc).message)
         _poll_soon(svc, record, backend, 0.0)
         return
-    record = svc.store.update(job_id, lambda r: r.model_copy(update={
-        "status": JobStatus.RUNNING, "tool_calls": [], "remote": {**r.remote, **remote}, "retries": 0}))
+    record = svc.store.update(
+        job_id,
+        lambda r: r.model_copy(
+            update={
+                "status": JobStatus.RUNNING,
+                "tool_calls": [],
+                "remote": {**r.remote, **remote},
+                "retries": 0,
+            }
+        ),
+    )
     _poll_soon(svc, record, backend, svc.settings.poll_first)
 
 
 # --- cancel -----------------------------------------------------------------------------------
 def request_cancel(svc: Services, job_id: str, reason: str) -> None:
     """Mark a job for cancel and dispatch the cancel (used by `interrupt`)."""
+
     def mark(record: JobRecord) -> JobRecord | None:
         if record.status.ended or record.cancel_requested:
             return None
@@ -335,8 +398,12 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
     if record.status == JobStatus.QUEUED or not has_remote or not backend.cancellable(record):
         end(svc, job_id, final, error=error)
         return
-    svc.store.update(job_id, lambda r: r.model_copy(update={
-        "cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}))
+    svc.store.update(
+        job_id,
+        lambda r: r.model_copy(
+            update={"cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}
+        ),
+    )
     try:
         backend.cancel(svc.client, record.remote)
     except openai.OpenAIError as exc:
@@ -372,4 +439,6 @@ def _release(svc: Services, record: JobRecord) -> None:
 
 
 def _deadline_error(record: JobRecord) -> JobError:
-    return JobError(code="deadline_exceeded", message="the job passed its deadline; its remote run was cancelled")
+    return JobError(
+        code="deadline_exceeded", message="the job passed its deadline; its remote run was cancelled"
+    )

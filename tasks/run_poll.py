@@ -7,7 +7,6 @@ second the HTTP client and the parse decide how many runs one machine supervises
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -21,8 +20,17 @@ from worker import constants as c
 from worker.poller import Again, Handoff, Outcome, PollContext, poll_handler
 from worker.scheduler import Claim
 
-HANDOFF_FIELDS = ("status", "required_action", "usage", "last_error", "error", "incomplete_details",
-                  "expires_at", "completed_at", "output")
+HANDOFF_FIELDS = (
+    "status",
+    "required_action",
+    "usage",
+    "last_error",
+    "error",
+    "incomplete_details",
+    "expires_at",
+    "completed_at",
+    "output",
+)
 """The fields of a run or response the finish step reads; the rest (instructions, tools) stays behind."""
 
 FINISH = task_name(c.TASK_FINISH)
@@ -41,7 +49,7 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
             raw = await resp.read()
             status_code = resp.status
             headers = resp.headers
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         error = {"code": "connection_error", "message": f"could not reach the API: {exc!r}"}
         return failed(ctx, claim, error, retryable=True, finish=FINISH)
     if status_code != 200:
@@ -56,4 +64,3 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
             delay = max(delay, 5.0)
         return Again(delay, {**meta, "n": n, "poll_errors": 0})
     return Handoff(FINISH, [claim.job_id, {k: body[k] for k in HANDOFF_FIELDS if k in body}])
-

@@ -15,14 +15,20 @@ import redis
 from worker import constants as c
 
 # Ended statuses, as the job hash stores them; a holder or queue head in one of these is stale.
-_LIVE_CHECK = """
+_LIVE_CHECK = (
+    """
 local function live(id)
-  local s = redis.call('HGET', '""" + c.JOB_KEY.split("{id}")[0] + """' .. id, 'status')
+  local s = redis.call('HGET', '"""
+    + c.JOB_KEY.split("{id}")[0]
+    + """' .. id, 'status')
   return s == 'queued' or s == 'running' or s == 'requires_action'
 end
 """
+)
 
-_ACQUIRE = _LIVE_CHECK + """
+_ACQUIRE = (
+    _LIVE_CHECK
+    + """
 -- KEYS: active, queue. ARGV: job id, mode (enqueue | reject | interrupt)
 local me = ARGV[1]
 local holder = redis.call('GET', KEYS[1])
@@ -48,8 +54,11 @@ redis.call('LREM', KEYS[2], 0, me)
 redis.call('SET', KEYS[1], me)
 return {'acquired', me}
 """
+)
 
-_RELEASE = _LIVE_CHECK + """
+_RELEASE = (
+    _LIVE_CHECK
+    + """
 -- KEYS: active, queue. ARGV: job id. Returns the next holder, or false.
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 local holder = redis.call('GET', KEYS[1])
@@ -60,6 +69,7 @@ while true do
   if live(nxt) then redis.call('SET', KEYS[1], nxt); return nxt end
 end
 """
+)
 
 
 class Turn(StrEnum):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-
 from helpers import FAST_PROFILE, WorkerProcess
+
 from emulator.server import EmulatorHandle, running_emulator
 from worker.app import create_app
 from worker.client import Jobs
@@ -100,18 +99,41 @@ def jobs(settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle
 
 
 @pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path, redis_client: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
+def worker(
+    env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``worker()`` starts a worker process and waits until it is ready; all stop at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(name: str | None = None, concurrency: int = 2, extra_env: dict[str, str] | None = None,
-              ready: bool = True) -> WorkerProcess:
+    def start(
+        name: str | None = None,
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
         log = tmp_path / f"worker-{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO",
-               f"--concurrency={concurrency}", f"--hostname={name}@%h", f"--logfile={log}"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            f"--hostname={name}@%h",
+            f"--logfile={log}",
+        ]
+        with (tmp_path / f"worker-{name}.out").open("wb") as output:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**env, **(extra_env or {})},
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         log.touch()
         handle = WorkerProcess(proc, log)
         started.append(handle)

@@ -34,7 +34,11 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
-        raise RuntimeError(f"worker did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+        output = self.log.with_suffix(".out")
+        text = self.log.read_text(errors="replace") + (
+            output.read_text(errors="replace") if output.exists() else ""
+        )
+        raise RuntimeError(f"worker did not start:\n{text[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once, as a crashed host would."""

@@ -39,8 +39,10 @@ def configure(app: Celery, s: Settings) -> None:
         worker_send_task_events=True,
         task_send_sent_event=True,
         # Each queue on its own direct exchange: a message lands in exactly one queue.
-        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q)
-                     for q in (s.queue_runs, s.queue_indexing, s.queue_maintenance)],
+        task_queues=[
+            Queue(q, Exchange(q, type="direct"), routing_key=q)
+            for q in (s.queue_runs, s.queue_indexing, s.queue_maintenance)
+        ],
         task_default_queue=s.queue_runs,
         task_routes={
             "aj.run.*": {"queue": s.queue_runs},
@@ -67,7 +69,7 @@ def configure(app: Celery, s: Settings) -> None:
 class PollerStep(bootsteps.StartStopStep):
     """Runs the poll loop inside the worker's main process, so one command starts everything."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -74,7 +74,9 @@ def _print_record(record: JobRecord, as_json: bool) -> None:
             table.add_row("tool call", f"{call.id} {call.name}({call.arguments})")
     if record.progress:
         p = record.progress
-        table.add_row("progress", f"{p.completed}/{p.total} done, {p.failed} failed, {p.in_progress} in progress")
+        table.add_row(
+            "progress", f"{p.completed}/{p.total} done, {p.failed} failed, {p.in_progress} in progress"
+        )
     if record.result:
         text = record.result.get("text")
         table.add_row("result", text if isinstance(text, str) else json.dumps(record.result))
@@ -86,7 +88,12 @@ def _print_record(record: JobRecord, as_json: bool) -> None:
 
 
 def _exit_for(record: JobRecord) -> NoReturn:
-    ok = record.status in (JobStatus.COMPLETED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REQUIRES_ACTION)
+    ok = record.status in (
+        JobStatus.COMPLETED,
+        JobStatus.QUEUED,
+        JobStatus.RUNNING,
+        JobStatus.REQUIRES_ACTION,
+    )
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
@@ -159,11 +166,20 @@ def common(fn: F) -> F:
 @click.option("--instructions")
 @click.option("--metadata", multiple=True, help="KEY=VALUE (repeatable).")
 @click.option("--strategy", type=click.Choice(["enqueue", "reject", "interrupt"]))
-@click.option("--body", type=click.File("r"), help="A JSON request (fields above override it); '-' for stdin.")
+@click.option(
+    "--body", type=click.File("r"), help="A JSON request (fields above override it); '-' for stdin."
+)
 @common
 @friendly
-def submit_run(body: Any, messages: tuple[str, ...], metadata: tuple[str, ...], wait: bool,
-               timeout: float | None, as_json: bool, **fields: Any) -> None:
+def submit_run(
+    body: Any,
+    messages: tuple[str, ...],
+    metadata: tuple[str, ...],
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    **fields: Any,
+) -> None:
     """Submit a model run."""
     request: dict[str, Any] = json.load(body) if body else {}
     request.update({k: v for k, v in fields.items() if v is not None})
@@ -180,12 +196,21 @@ def submit_run(body: Any, messages: tuple[str, ...], metadata: tuple[str, ...], 
 @click.option("--new-store", help="Create a vector store with this name.")
 @click.option("--file-id", "file_ids", multiple=True, help="An uploaded file id (repeatable).")
 @click.option("--retry-failed", type=int, help="Extra rounds for files that fail to index.")
-@click.option("--skip-bad-paths", is_flag=True, help="Skip bad paths (named in the result) instead of refusing.")
+@click.option(
+    "--skip-bad-paths", is_flag=True, help="Skip bad paths (named in the result) instead of refusing."
+)
 @click.argument("paths", nargs=-1)
 @common
 @friendly
-def submit_index(new_store: str | None, file_ids: tuple[str, ...], paths: tuple[str, ...], wait: bool,
-                 timeout: float | None, as_json: bool, **fields: Any) -> None:
+def submit_index(
+    new_store: str | None,
+    file_ids: tuple[str, ...],
+    paths: tuple[str, ...],
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    **fields: Any,
+) -> None:
     """Index files into a vector store."""
     request: dict[str, Any] = {"kind": "index", **{k: v for k, v in fields.items() if v not in (None, False)}}
     if new_store:
@@ -199,13 +224,18 @@ def submit_index(new_store: str | None, file_ids: tuple[str, ...], paths: tuple[
 
 @submit.command("cleanup")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--target", "targets", multiple=True,
-              type=click.Choice(["threads", "conversations", "vector_stores", "files", "jobs"]))
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    type=click.Choice(["threads", "conversations", "vector_stores", "files", "jobs"]),
+)
 @click.option("--include-unmanaged", is_flag=True, help="Also touch objects this system did not create.")
 @common
 @friendly
-def submit_cleanup(targets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool,
-                   **fields: Any) -> None:
+def submit_cleanup(
+    targets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool, **fields: Any
+) -> None:
     """Run a clean-up sweep by hand."""
     request: dict[str, Any] = {"kind": "cleanup", **{k: v for k, v in fields.items() if v is not None}}
     if targets:
@@ -216,7 +246,9 @@ def submit_cleanup(targets: tuple[str, ...], wait: bool, timeout: float | None, 
 @main.command("tool-outputs")
 @click.argument("job_id")
 @click.option("-o", "--output", "outputs", multiple=True, help="CALL_ID=OUTPUT (repeatable).")
-@click.option("--json-file", type=click.File("r"), help="A JSON list of {tool_call_id, output}; '-' for stdin.")
+@click.option(
+    "--json-file", type=click.File("r"), help="A JSON list of {tool_call_id, output}; '-' for stdin."
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def tool_outputs(job_id: str, outputs: tuple[str, ...], json_file: Any, as_json: bool) -> None:
@@ -273,7 +305,9 @@ def _print_table(records: Sequence[JobRecord], as_json: bool) -> None:
         return
     table = Table("id", "kind", "status", "updated", "error")
     for r in records:
-        table.add_row(r.id, r.kind.value, r.status.value, f"{r.updated_at:.0f}", r.error.code if r.error else "")
+        table.add_row(
+            r.id, r.kind.value, r.status.value, f"{r.updated_at:.0f}", r.error.code if r.error else ""
+        )
     out.print(table)
 
 
@@ -357,3 +391,7 @@ def metrics(port: int | None) -> None:
     settings = get_settings()
     out.print(f"metrics on http://{settings.metrics_address}:{port or settings.metrics_port}/metrics")
     serve(settings, redis_client(settings), port)
+
+
+if __name__ == "__main__":
+    main()

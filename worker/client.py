@@ -1,12 +1,13 @@
 """The producer client: submit jobs, read and wait for them, cancel them, answer their tool calls.
 
-    jobs = Jobs()
-    ref = jobs.submit(RunRequest(assistant_id="asst_1", messages=[...]))
-    record = jobs.wait(ref.id, timeout=60)
+jobs = Jobs()
+ref = jobs.submit(RunRequest(assistant_id="asst_1", messages=[...]))
+record = jobs.wait(ref.id, timeout=60)
 """
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,12 +53,16 @@ def start_task(kind: JobKind) -> str:
 class Jobs:
     """Submit and follow jobs. Thread-safe; one per process is plenty."""
 
-    def __init__(self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None):
+    def __init__(
+        self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None
+    ):
         self.settings = settings or get_settings()
         self.store = store or make_store(self.settings)
         if celery is None:
-            from worker.app import app as celery
-        self.celery = celery
+            from worker.app import app as default_app
+
+            celery = default_app
+        self.celery: Celery = celery
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, request: AnyRequest | Mapping[str, Any]) -> JobRef:
@@ -124,7 +129,9 @@ class Jobs:
         """The newest jobs, of one status or all."""
         return self.store.list(status, limit)
 
-    def events(self, last_id: str | None = None, block_ms: int | None = None, count: int = 100) -> list[JobEvent]:
+    def events(
+        self, last_id: str | None = None, block_ms: int | None = None, count: int = 100
+    ) -> builtins.list[JobEvent]:
         """Events after ``last_id`` (all when None), blocking up to ``block_ms`` for new ones."""
         return self.store.events(last_id, block_ms, count)
 
@@ -147,7 +154,9 @@ class Jobs:
             self.celery.send_task(c.TASK_CANCEL.format(kind=after.kind.value), args=[job_id])
         return after
 
-    def submit_tool_outputs(self, job_id: str, outputs: Sequence[ToolOutput | Mapping[str, Any]]) -> JobRecord:
+    def submit_tool_outputs(
+        self, job_id: str, outputs: Sequence[ToolOutput | Mapping[str, Any]]
+    ) -> JobRecord:
         """Answer the calls a job waits on. The set is checked first: every pending call id
         answered exactly once and no unknown id, else `ToolOutputsRejected` and the job keeps waiting."""
         request = ToolOutputsRequest.model_validate({"job_id": job_id, "tool_outputs": list(outputs)})
@@ -170,12 +179,15 @@ class Jobs:
             )
         except Exception:
             # Put the calls back so the producer can try again: nothing was sent.
-            self.store.update(job_id, lambda r: r.model_copy(update={"status": waiting.status, "tool_calls": waiting.tool_calls}))
+            self.store.update(
+                job_id,
+                lambda r: r.model_copy(update={"status": waiting.status, "tool_calls": waiting.tool_calls}),
+            )
             raise
         return record
 
     # --- dead letters ---------------------------------------------------------------------
-    def dead(self, limit: int = 100) -> list[JobRecord]:
+    def dead(self, limit: int = 100) -> builtins.list[JobRecord]:
         """Jobs that exhausted their retries, newest first."""
         return self.store.dead(limit)
 
@@ -213,4 +225,6 @@ def check_outputs(pending: Sequence[str], answered: Sequence[str]) -> None:
     if twice:
         problems.append(f"more than one output for {', '.join(twice)}")
     if problems:
-        raise ToolOutputsRejected("tool outputs refused: " + "; ".join(problems) + f" (pending: {', '.join(pending)})")
+        raise ToolOutputsRejected(
+            "tool outputs refused: " + "; ".join(problems) + f" (pending: {', '.join(pending)})"
+        )

@@ -1,4 +1,7 @@
-"""Example worker functions, used by the demo and the tests: ``AJ_TOOL_MODULES='["worker.example_tools"]'``."""
+"""Example worker functions, used by the demo and the tests.
+
+Enable with ``AJ_TOOL_MODULES='["worker.example_tools"]'``.
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,10 @@ def make_openai(settings: Settings, gate: RateGate | None = None) -> openai.Open
     if gate is not None:
         http = openai.DefaultHttpxClient(event_hooks={"request": [gate.check], "response": [gate.record]})
     return openai.OpenAI(
-        api_key=key, base_url=settings.openai_base_url, timeout=settings.openai_timeout, max_retries=0,
+        api_key=key,
+        base_url=settings.openai_base_url,
+        timeout=settings.openai_timeout,
+        max_retries=0,
         http_client=http,
     )
 

@@ -15,8 +15,13 @@ def follow_progress(jobs: Any, job_id: str, timeout: float | None) -> JobRecord:
     deadline = None if timeout is None else time.monotonic() + timeout
     record: JobRecord = jobs.get(job_id)
     last = "$"
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    ) as bar:
         task = bar.add_task(job_id, total=None, failed=0)
         while not record.status.ended and (deadline is None or time.monotonic() < deadline):
             if record.progress:

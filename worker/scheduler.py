@@ -99,7 +99,7 @@ class Schedule:
 
     def lag(self) -> float:
         """Seconds the most overdue unclaimed entry has waited (0 when none is due)."""
-        first = self.redis.zrange(c.POLLS_KEY, 0, 0, withscores=True)
+        first: Any = self.redis.zrange(c.POLLS_KEY, 0, 0, withscores=True)
         return max(0.0, (now_ms() - first[0][1]) / 1000) if first else 0.0
 
 
@@ -114,7 +114,9 @@ class AsyncSchedule:
 
     async def claim(self, limit: int, lease_s: float) -> list[Claim]:
         """Take up to ``limit`` due entries for ``lease_s`` seconds."""
-        reply = await self._claim(keys=[c.POLLS_KEY, c.POLL_META_KEY], args=[now_ms(), limit, int(lease_s * 1000)])
+        reply = await self._claim(
+            keys=[c.POLLS_KEY, c.POLL_META_KEY], args=[now_ms(), limit, int(lease_s * 1000)]
+        )
         if not reply:
             return []
         token = int(float(reply[-1]))
@@ -125,7 +127,7 @@ class AsyncSchedule:
 
     async def next_due_in(self) -> float | None:
         """Seconds until the earliest entry falls due (None when the schedule is empty)."""
-        first = await self.redis.zrange(c.POLLS_KEY, 0, 0, withscores=True)
+        first: Any = await self.redis.zrange(c.POLLS_KEY, 0, 0, withscores=True)
         return (first[0][1] - now_ms()) / 1000 if first else None
 
     async def settle(
@@ -138,7 +140,12 @@ class AsyncSchedule:
         keys = [c.POLLS_KEY, c.POLL_META_KEY]
         base = now_ms()
         for claim, delay, meta in reschedules:
-            args = [claim.job_id, claim.token, base + int(delay * 1000), orjson.dumps(meta) if meta else ""]
+            args: list[Any] = [
+                claim.job_id,
+                claim.token,
+                base + int(delay * 1000),
+                orjson.dumps(meta) if meta else "",
+            ]
             await self._reschedule(keys=keys, args=args, client=pipe)
         for claim in releases:
             await self._release(keys=keys, args=[claim.job_id, claim.token], client=pipe)

@@ -7,6 +7,7 @@ cannot both win, and an ended job never changes again.
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -149,7 +150,11 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for s in statuses:
             pipe.zrevrange(c.STATUS_INDEX_KEY.format(status=s.value), 0, limit - 1, withscores=True)
-        entries = [(score, _text(m), s) for s, rows in zip(statuses, pipe.execute(), strict=True) for m, score in rows]
+        entries = [
+            (score, _text(m), s)
+            for s, rows in zip(statuses, pipe.execute(), strict=True)
+            for m, score in rows
+        ]
         entries.sort(reverse=True)
         entries = entries[:limit]
         records = self.get_many([job_id for _, job_id, _ in entries])
@@ -246,14 +251,16 @@ class JobStore:
             left = 0.0 if deadline is None else max(deadline - time.monotonic(), 0.001)
             # The server blocks at most `step` seconds a call so a socket timeout never trips.
             step = 5.0 if deadline is None else min(left, 5.0)
-            if self.redis.blmove(done, done, step, "RIGHT", "LEFT") is not None:
+            if self.redis.blmove(done, done, step, "RIGHT", "LEFT") is not None:  # type: ignore[arg-type]
                 return self.require(job_id)
             if deadline is not None and time.monotonic() >= deadline:
                 return self.require(job_id)
 
-    def events(self, last_id: str | None = None, block_ms: int | None = None, count: int = 100) -> list[JobEvent]:
+    def events(
+        self, last_id: str | None = None, block_ms: int | None = None, count: int = 100
+    ) -> builtins.list[JobEvent]:
         """Events after ``last_id`` (from the start of the stream when None); block up to ``block_ms``."""
-        reply = self.redis.xread({c.EVENTS_STREAM: last_id or "0-0"}, count=count, block=block_ms)
+        reply: Any = self.redis.xread({c.EVENTS_STREAM: last_id or "0-0"}, count=count, block=block_ms)
         return [parse_event(sid, fields) for _stream, rows in reply for sid, fields in rows]
 
     # --- dead letters ---------------------------------------------------------------------
@@ -261,7 +268,7 @@ class JobStore:
         """Record that a job exhausted its retries."""
         self.redis.zadd(c.DEAD_LETTER_KEY, {job_id: time.time()})
 
-    def dead(self, limit: int = 100) -> list[JobRecord]:
+    def dead(self, limit: int = 100) -> builtins.list[JobRecord]:
         """Dead-lettered jobs, newest first (ids whose record expired are dropped)."""
         ids = [_text(m) for m in self.redis.zrevrange(c.DEAD_LETTER_KEY, 0, limit - 1)]
         records = self.get_many(ids)
@@ -293,6 +300,6 @@ def _text(value: bytes | str | Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def ids(records: Iterable[JobRecord]) -> list[str]:
+def ids(records: Iterable[JobRecord]) -> builtins.list[str]:
     """The ids of some records."""
     return [r.id for r in records]

@@ -5,6 +5,7 @@ One suite for both backends: every scenario runs on each (the `backend` fixture)
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Callable
@@ -12,10 +13,10 @@ from typing import Any
 
 import openai
 import pytest
+from helpers import WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
-from helpers import WorkerProcess
 from worker.client import Jobs, ToolOutputsRejected
 
 BACKENDS = ["assistants", "responses"]
@@ -99,8 +100,9 @@ def wait_status(jobs: Jobs, job_id: str, status: JobStatus, timeout: float = 20)
 
 
 # --- completion -------------------------------------------------------------------------------
-def test_a_plain_question_completes_with_text_and_usage(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                        ask: Ask, emulator: EmulatorHandle, backend: str) -> None:
+def test_a_plain_question_completes_with_text_and_usage(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
     worker()
     ref = jobs.submit(ask("What is the capital of France?"))
     record = jobs.wait(ref.id, timeout=30)
@@ -108,14 +110,25 @@ def test_a_plain_question_completes_with_text_and_usage(jobs: Jobs, worker: Call
     assert record.result is not None and "capital of France" in record.result["text"]
     assert record.usage is not None and record.usage.total_tokens > 0
     assert created_per_job(emulator, backend) == {ref.id: 1}
-    assert [e.type for e in jobs.events() if e.job_id == ref.id] == ["job.queued", "job.started", "job.completed"]
+    assert [e.type for e in jobs.events() if e.job_id == ref.id] == [
+        "job.queued",
+        "job.started",
+        "job.completed",
+    ]
 
 
-def test_fifty_jobs_on_one_thread_run_in_submission_order(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                          ask: Ask, new_thread: Callable[[], dict[str, str]],
-                                                          emulator: EmulatorHandle) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 0.05},
-                            response_duration={"kind": "fixed", "value": 0.05}, poll_after_ms=50)
+def test_fifty_jobs_on_one_thread_run_in_submission_order(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    new_thread: Callable[[], dict[str, str]],
+    emulator: EmulatorHandle,
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 0.05},
+        response_duration={"kind": "fixed", "value": 0.05},
+        poll_after_ms=50,
+    )
     worker()
     worker()
     thread = new_thread()
@@ -124,14 +137,20 @@ def test_fifty_jobs_on_one_thread_run_in_submission_order(jobs: Jobs, worker: Ca
     assert all(r.status == JobStatus.COMPLETED for r in records), {r.id: r.error for r in records if r.error}
     started = [r.started_at or 0 for r in records]
     assert started == sorted(started), "jobs on one thread started out of submission order"
-    for earlier, later in zip(records, records[1:], strict=False):
-        assert (earlier.finished_at or 0) <= (later.started_at or 0), "two runs were active on the thread at once"
+    for earlier, later in itertools.pairwise(records):
+        assert (earlier.finished_at or 0) <= (later.started_at or 0), (
+            "two runs were active on the thread at once"
+        )
     assert "400" not in emulator.counters()["statuses"], "the API refused a run for an active one"
 
 
 def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
-    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, new_thread: Callable[[], dict[str, str]],
-    emulator: EmulatorHandle, backend: str,
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    new_thread: Callable[[], dict[str, str]],
+    emulator: EmulatorHandle,
+    backend: str,
 ) -> None:
     worker()
     worker()
@@ -148,10 +167,13 @@ def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
     assert created_per_job(emulator, backend) == {r.id: 1 for r in refs}
 
 
-def test_a_killed_worker_s_polls_are_finished_by_another(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                         ask: Ask, emulator: EmulatorHandle, backend: str) -> None:
-    emulator.update_profile(run_duration={"kind": "uniform", "min": 3, "max": 6},
-                            response_duration={"kind": "uniform", "min": 3, "max": 6})
+def test_a_killed_worker_s_polls_are_finished_by_another(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "uniform", "min": 3, "max": 6},
+        response_duration={"kind": "uniform", "min": 3, "max": 6},
+    )
     doomed = worker("doomed")
     refs = jobs.submit_many([ask(f"long {i}") for i in range(20)])
     wait_for(lambda: all(jobs.get(r.id).status == JobStatus.RUNNING for r in refs), 30, "all runs to start")
@@ -182,8 +204,9 @@ def test_a_worker_killed_mid_start_is_recovered_without_a_second_run(
 
 
 # --- tool calls -------------------------------------------------------------------------------
-def test_tool_outputs_from_the_producer_in_two_rounds(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                      ask: Ask) -> None:
+def test_tool_outputs_from_the_producer_in_two_rounds(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask
+) -> None:
     worker()
     ref = jobs.submit(ask("use get_time then get_weather", run_tools=False))
     first = wait_status(jobs, ref.id, JobStatus.REQUIRES_ACTION)
@@ -198,8 +221,9 @@ def test_tool_outputs_from_the_producer_in_two_rounds(jobs: Jobs, worker: Callab
     assert record.result is not None and "noon" in record.result["text"] and "rain" in record.result["text"]
 
 
-def test_a_registered_worker_function_answers_without_a_producer(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                                 ask: Ask) -> None:
+def test_a_registered_worker_function_answers_without_a_producer(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask
+) -> None:
     worker()
     record = jobs.wait(jobs.submit(ask("what does get_weather say?")).id, timeout=30)
     assert record.status == JobStatus.COMPLETED, record.error
@@ -216,15 +240,19 @@ def test_a_bad_set_of_outputs_is_refused_and_the_job_keeps_waiting(
     with pytest.raises(ToolOutputsRejected, match="unknown tool_call_id call_nope"):
         jobs.submit_tool_outputs(ref.id, [{"tool_call_id": "call_nope", "output": "x"}])
     with pytest.raises(ToolOutputsRejected, match=f"no output for {call_id}"):
-        jobs.submit_tool_outputs(ref.id, [{"tool_call_id": "call_other", "output": "x"}][:0] or
-                                 [{"tool_call_id": "call_nope2", "output": "x"}])
+        jobs.submit_tool_outputs(
+            ref.id,
+            [{"tool_call_id": "call_other", "output": "x"}][:0]
+            or [{"tool_call_id": "call_nope2", "output": "x"}],
+        )
     assert jobs.get(ref.id).status == JobStatus.REQUIRES_ACTION
     jobs.submit_tool_outputs(ref.id, [{"tool_call_id": call_id, "output": "noon"}])
     assert jobs.wait(ref.id, timeout=30).status == JobStatus.COMPLETED
 
 
-def test_a_run_left_waiting_past_its_expiry_ends_expired(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                         ask: Ask, emulator: EmulatorHandle, backend: str) -> None:
+def test_a_run_left_waiting_past_its_expiry_ends_expired(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
     if backend == "responses":
         pytest.skip("a completed response that asks for function calls does not expire")
     emulator.update_profile(run_expires_after_s=2)
@@ -237,10 +265,17 @@ def test_a_run_left_waiting_past_its_expiry_ends_expired(jobs: Jobs, worker: Cal
 
 
 # --- cancel, deadline, errors -----------------------------------------------------------------
-def test_cancel_of_a_queued_job_never_reaches_the_api(jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask,
-                                                      new_thread: Callable[[], dict[str, str]],
-                                                      emulator: EmulatorHandle, backend: str) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3})
+def test_cancel_of_a_queued_job_never_reaches_the_api(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    new_thread: Callable[[], dict[str, str]],
+    emulator: EmulatorHandle,
+    backend: str,
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3}
+    )
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
@@ -252,24 +287,31 @@ def test_cancel_of_a_queued_job_never_reaches_the_api(jobs: Jobs, worker: Callab
     assert second.id not in created_per_job(emulator, backend)
 
 
-def test_cancel_of_a_running_job_cancels_its_remote_run(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                        ask: Ask, api: openai.OpenAI,
-                                                        emulator: EmulatorHandle) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 20})
+def test_cancel_of_a_running_job_cancels_its_remote_run(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 20}
+    )
     worker()
     ref = jobs.submit(ask("a long one"))
-    wait_for(lambda: bool(jobs.get(ref.id).remote.get("run_id") or jobs.get(ref.id).remote.get("response_id")),
-             20, "the remote run")
+    wait_for(
+        lambda: bool(jobs.get(ref.id).remote.get("run_id") or jobs.get(ref.id).remote.get("response_id")),
+        20,
+        "the remote run",
+    )
     jobs.cancel(ref.id)
     record = jobs.wait(ref.id, timeout=20)
     assert record.status == JobStatus.CANCELLED
     assert remote_status(api, record) == "cancelled"
 
 
-def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                              ask: Ask, api: openai.OpenAI,
-                                                              emulator: EmulatorHandle) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 30}, response_duration={"kind": "fixed", "value": 30})
+def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 30}, response_duration={"kind": "fixed", "value": 30}
+    )
     worker()
     record = jobs.wait(jobs.submit(ask("too slow", deadline_s=2)).id, timeout=30)
     assert record.status == JobStatus.TIMED_OUT
@@ -277,22 +319,33 @@ def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(jobs: Jobs, worke
     assert remote_status(api, record) == "cancelled"
 
 
-def test_a_missing_assistant_fails_at_once_naming_it(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                     backend: str) -> None:
+def test_a_missing_assistant_fails_at_once_naming_it(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], backend: str
+) -> None:
     if backend != "assistants":
         pytest.skip("assistants only")
     worker()
-    record = jobs.wait(jobs.submit({"kind": "run", "assistant_id": "asst_missing", "messages": [
-        {"role": "user", "content": "hi"}]}).id, timeout=20)
+    record = jobs.wait(
+        jobs.submit(
+            {"kind": "run", "assistant_id": "asst_missing", "messages": [{"role": "user", "content": "hi"}]}
+        ).id,
+        timeout=20,
+    )
     assert record.status == JobStatus.FAILED
     assert record.error is not None and "asst_missing" in record.error.message
     assert not record.error.retryable
 
 
-def test_reject_fails_a_job_on_a_busy_thread(jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask,
-                                             new_thread: Callable[[], dict[str, str]],
-                                             emulator: EmulatorHandle) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3})
+def test_reject_fails_a_job_on_a_busy_thread(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    new_thread: Callable[[], dict[str, str]],
+    emulator: EmulatorHandle,
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3}
+    )
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
@@ -303,10 +356,16 @@ def test_reject_fails_a_job_on_a_busy_thread(jobs: Jobs, worker: Callable[..., W
     assert jobs.wait(first.id, timeout=20).status == JobStatus.COMPLETED
 
 
-def test_interrupt_cancels_the_active_run_then_starts(jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask,
-                                                      new_thread: Callable[[], dict[str, str]],
-                                                      emulator: EmulatorHandle) -> None:
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 1})
+def test_interrupt_cancels_the_active_run_then_starts(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    new_thread: Callable[[], dict[str, str]],
+    emulator: EmulatorHandle,
+) -> None:
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 1}
+    )
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
@@ -317,9 +376,14 @@ def test_interrupt_cancels_the_active_run_then_starts(jobs: Jobs, worker: Callab
     assert jobs.get(first.id).status == JobStatus.CANCELLED
 
 
-def test_a_run_started_outside_the_system_is_waited_out(jobs: Jobs, worker: Callable[..., WorkerProcess],
-                                                        ask: Ask, api: openai.OpenAI, backend: str,
-                                                        emulator: EmulatorHandle) -> None:
+def test_a_run_started_outside_the_system_is_waited_out(
+    jobs: Jobs,
+    worker: Callable[..., WorkerProcess],
+    ask: Ask,
+    api: openai.OpenAI,
+    backend: str,
+    emulator: EmulatorHandle,
+) -> None:
     if backend != "assistants":
         pytest.skip("the API enforces one active run per thread only for Assistants")
     emulator.update_profile(run_duration={"kind": "fixed", "value": 2})
@@ -331,4 +395,3 @@ def test_a_run_started_outside_the_system_is_waited_out(jobs: Jobs, worker: Call
     worker()
     record = jobs.wait(jobs.submit({**request, "thread_id": thread.id}).id, timeout=30)
     assert record.status == JobStatus.COMPLETED, record.error
-

@@ -13,15 +13,16 @@ from worker.settings import ConfigurationError, Settings, get_settings
 
 
 def ajobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "named"),
     [
         (["--assistant", "asst_1", "--body", "-"], "colour"),
-        (["--assistant", "asst_1", *sum((["--metadata", f"k{i}=v"] for i in range(17)), [])], "metadata"),
+        (["--assistant", "asst_1", *[a for i in range(17) for a in ("--metadata", f"k{i}=v")]], "metadata"),
         (["--assistant", ""], "assistant_id"),
     ],
     ids=["unknown field", "17 metadata pairs", "empty assistant id"],
@@ -29,14 +30,22 @@ def ajobs(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_run_input_names_the_field_exits_2_and_leaves_no_trace(
     env: dict[str, str], redis_client: redis.Redis, args: list[str], named: str
 ) -> None:
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", "submit", "run", "-m", "hi", *args], env=env,
-                          input=json.dumps({"colour": "red"}), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "submit", "run", "-m", "hi", *args],
+        env=env,
+        input=json.dumps({"colour": "red"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert named in proc.stderr
     assert redis_client.keys("*") == []
 
 
-def test_submit_prints_a_job_id_and_status_reads_it_back(env: dict[str, str], redis_client: redis.Redis) -> None:
+def test_submit_prints_a_job_id_and_status_reads_it_back(
+    env: dict[str, str], redis_client: redis.Redis
+) -> None:
     submitted = ajobs(env, "submit", "run", "--assistant", "asst_1", "-m", "hello", "--json")
     assert submitted.returncode == 0, submitted.stderr
     job_id = json.loads(submitted.stdout)["id"]

@@ -19,8 +19,14 @@ def make_store(client: redis.Redis, ttl: int = 3600) -> JobStore:
 
 def record(idempotency_key: str | None = None) -> JobRecord:
     now = time.time()
-    return JobRecord(id=new_job_id(), kind=JobKind.RUN, request={"kind": "run"}, created_at=now, updated_at=now,
-                     idempotency_key=idempotency_key)
+    return JobRecord(
+        id=new_job_id(),
+        kind=JobKind.RUN,
+        request={"kind": "run"},
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+    )
 
 
 def test_created_job_is_queued_indexed_and_announced(redis_client: redis.Redis) -> None:
@@ -109,7 +115,7 @@ def test_ended_records_expire_and_leave_no_index_entries(redis_client: redis.Red
 
 def test_events_can_be_followed_from_a_stream_id(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    first, _ = store.create(record())
+    store.create(record())
     seen = store.events()
     second, _ = store.create(record())
     later = store.events(seen[-1].stream_id)
