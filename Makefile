@@ -50,5 +50,20 @@ flower: $(STAMP)
 metrics: $(STAMP)
 	$(BIN)/ajobs metrics
 
+# Benchmarks: the bench extra (matplotlib for the plots, py-spy for profiles) on top of the dev one.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# S1-S4 at the quick sizes (under 5 minutes); writes bench/results/*.json, the plots and bench/RESULTS.md.
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.runner --quick
+
+# The large sizes (under 30 minutes): S1 at 10,000 runs, the poll-policy frontier, the naive Celery ladder.
+bench-full: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.runner --full
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

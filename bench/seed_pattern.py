@@ -1,0 +1,77 @@
+"""The seed pattern: ``runs.create_and_poll`` in a ``ThreadPoolExecutor``, one thread per run in flight.
+
+    python -m bench.seed_pattern --base-url URL --assistant ID --runs N --threads T --out FILE
+
+Runs in its own process so its CPU and memory are measured alone. Each run is ``threads.create`` (with the
+question) then ``runs.create_and_poll`` on one shared ``openai.OpenAI`` client (its defaults: at most
+1,000 connections, poll interval from ``openai-poll-after-ms``). Writes, per run, its id, the wall-clock
+time ``create_and_poll`` returned and the status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+
+
+def supervise(client: openai.OpenAI, assistant_id: str, index: int) -> dict[str, Any]:
+    """One run, the way the seed wrote it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": f"question {index}"}])
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    return {"run_id": run.id, "end": time.time(), "status": run.status}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Supervise the runs and write what each returned."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--api-key", default="sk-bench")
+    parser.add_argument("--assistant", required=True)
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key)
+    done: list[dict[str, Any]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(index: int) -> None:
+        try:
+            row = supervise(client, args.assistant, index)
+        except Exception as exc:  # a lost run is a result here, not a crash of the bench
+            with lock:
+                errors.append(repr(exc))
+            return
+        with lock:
+            done.append(row)
+
+    began = time.monotonic()
+    last = began
+    with ThreadPoolExecutor(max_workers=args.threads) as pool:
+        futures = [pool.submit(one, i) for i in range(args.runs)]
+        while not all(f.done() for f in futures):
+            time.sleep(0.5)
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                print(
+                    f"[bench] seed pattern: {len(done):,}/{args.runs:,} done, {last - began:5.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    with open(args.out, "w") as out:
+        json.dump({"runs": done, "errors": errors[:20], "error_count": len(errors)}, out)
+
+
+if __name__ == "__main__":
+    main()
