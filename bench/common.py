@@ -96,7 +96,7 @@ def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95, 99)) -
     if not ordered:
         return {f"p{p}": None for p in points}
     last = len(ordered) - 1
-    return {f"p{p}": round(ordered[min(last, round(p / 100 * last))], 4) for p in points}
+    return {f"p{p}": round(ordered[min(last, round(p / 100 * last))], 6) for p in points}
 
 
 class TreeSampler:

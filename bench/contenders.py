@@ -273,6 +273,7 @@ def summarise(trial: Trial) -> dict[str, Any]:
     emulated duration, so time spent waiting for a free thread counts), requests, CPU and memory."""
     truth: dict[str, dict[str, Any]] = trial.settings.pop("truth", {})
     lags, from_submit = [], []
+    by_bucket: dict[int, list[float]] = {}
     for run_id, end in trial.ends.items():
         row = truth.get(run_id) or {}
         completed = row.get("completed_at_precise")
@@ -280,6 +281,8 @@ def summarise(trial: Trial) -> dict[str, Any]:
             continue
         lags.append(end - completed)
         from_submit.append(end - trial.submitted_at - (completed - row["created_at_precise"]))
+        by_bucket.setdefault(int((completed - trial.submitted_at) // 10) * 10, []).append(end - completed)
+    created = [r["created_at_precise"] - trial.submitted_at for r in truth.values()]
     requests: dict[str, int] = trial.counters.get("requests", {})
     total = sum(requests.values())
     retrieves = requests.get(RETRIEVE_ROUTE, 0)
@@ -292,6 +295,10 @@ def summarise(trial: Trial) -> dict[str, Any]:
         "statuses": trial.statuses,
         "lag_s": percentiles(lags),
         "lag_from_submit_s": percentiles(from_submit),
+        "run_created_after_submit_s": {**percentiles(created), "max": round(max(created, default=0), 3)},
+        "lag_p95_by_completion_s": {
+            f"{start}-{start + 10}": percentiles(values)["p95"] for start, values in sorted(by_bucket.items())
+        },
         "requests_per_run": round(total / trial.runs, 2),
         "retrieves_per_run": round(retrieves / trial.runs, 2),
         "requests": requests,

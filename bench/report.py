@@ -38,16 +38,19 @@ def s1_table(result: dict[str, Any]) -> list[str]:
     """The S1 rows as markdown."""
     lines = [
         "| contender, runs | lag p50 / p95 / p99 (s) | lag from submit p95 (s) | requests / run "
-        "(retrieves) | wall (s) | CPU s (ms / run) | peak RSS (MB) | ended / lost |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "(retrieves) | last run created after (s) | wall (s) | CPU s (ms / run) | peak RSS (MB) "
+        "| ended / lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lag = r["lag_s"]
+        created = r.get("run_created_after_submit_s") or {}
         lines.append(
             f"| {r['label']} | {_f(lag['p50'])} / {_f(lag['p95'])} / {_f(lag['p99'])} "
             f"| {_f(r['lag_from_submit_s']['p95'])} "
             f"| {_f(r['requests_per_run'])} ({_f(r['retrieves_per_run'])}) "
-            f"| {_f(r['wall_s'], 1)} | {_f(r['cpu_s'], 1)} ({_f(r['cpu_ms_per_run'], 1)}) "
+            f"| {_f(created.get('max'), 1)} | {_f(r['wall_s'], 1)} "
+            f"| {_f(r['cpu_s'], 1)} ({_f(r['cpu_ms_per_run'], 1)}) "
             f"| {_f(r['peak_rss_mb'], 0)} | {sum(r['statuses'].values()):,} / {r['lost']:,} |"
         )
     return lines
@@ -85,25 +88,29 @@ def ratios(result: dict[str, Any]) -> list[str]:
                 f"| {_ratio(ours['peak_rss_mb'], seed['peak_rss_mb'])} |"
             )
     naive = [r for r in rows if r["contender"] == "naive"]
-    ok_naive = [
-        r["runs"] for r in naive if (r["lag_from_submit_s"]["p95"] or 1e9) <= GOAL_LAG_S and not r["lost"]
-    ]
-    bad_naive = [r["runs"] for r in naive if (r["lag_from_submit_s"]["p95"] or 1e9) > GOAL_LAG_S or r["lost"]]
-    ok_ours = [
+    ours_ok = [
         r["runs"]
         for r in rows
         if r["contender"] == "ours" and " cap " not in r["label"] and (r["lag_s"]["p95"] or 1e9) <= GOAL_LAG_S
     ]
-    lines.append("")
     if naive:
-        passes = f"passes 2 s at {min(bad_naive):,} runs submitted" if bad_naive else "never passed 2 s here"
-        held = f"held up to {max(ok_naive):,}" if ok_naive else "held at no size tried"
-        best = max(ok_ours) if ok_ours else None
-        lines.append(
-            f"Naive Celery (threads pool of 100): p95 lag from submit {held}, {passes}; ours held p95 lag "
-            f"within 2 s up to {_f(best)} runs in flight"
-            + (f" ({best / max(ok_naive):.0f}x naive's)." if best and ok_naive else ".")
-        )
+        pool = max(r["settings"].get("concurrency", 100) for r in naive)
+        over = [r["runs"] for r in naive if (r["lag_from_submit_s"]["p95"] or 1e9) > GOAL_LAG_S]
+        best = max(ours_ok) if ours_ok else None
+        lines += [
+            "",
+            f"Naive Celery holds at most {pool} runs in flight (its pool): its detection lag stays low, but"
+            f" a run beyond the {pool}th waits for a free thread before it is even created, so its lag from"
+            " submit passes 2 s"
+            + (
+                f" from {min(over):,} runs submitted (p95 lag from submit there:"
+                f" {_f(_row(rows, 'naive', min(over))['lag_from_submit_s']['p95'])} s)"
+                if over
+                else " at no size tried"
+            )
+            + f". Ours held p95 detection lag within 2 s with {_f(best)} runs in flight"
+            + (f": {best / pool:.0f}x naive's ceiling of {pool}." if best else "."),
+        ]
     return lines
 
 

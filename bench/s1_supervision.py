@@ -70,7 +70,7 @@ def timeout_for(step: Step, profile: dict[str, Any]) -> float:
     if step.contender == "naive":
         waves = -(-step.runs // 100)
         return waves * longest * 1.5 + 120
-    return longest + 120 + step.runs / 100
+    return longest + 120 + step.runs / 25
 
 
 def run_step(step: Step, profile: dict[str, Any], workdir: Path) -> dict[str, Any]:
