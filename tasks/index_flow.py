@@ -472,10 +472,8 @@ def _cancel_batches(svc: Services, vs_id: str, batch_ids: Sequence[str]) -> list
 
 def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> None:
     """Write the job's end state and take it off the poll schedule."""
-    record = svc.store.try_set_status(job_id, status, **fields)
+    svc.store.try_set_status(job_id, status, dead=dead, **fields)
     svc.schedule.remove(job_id)
-    if record is not None and dead:
-        svc.store.dead_letter(job_id)
 
 
 def _api_failed(svc: Services, job_id: str, exc: openai.APIError, task: str, args: list[Any]) -> None:

@@ -418,13 +418,11 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
 # --- end --------------------------------------------------------------------------------------
 def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> None:
     """Write the job's end state, take it off the schedule, free its thread and start the next job there."""
-    record = svc.store.try_set_status(job_id, status, tool_calls=[], **fields)
+    record = svc.store.try_set_status(job_id, status, dead=dead, tool_calls=[], **fields)
     svc.schedule.remove(job_id)
     if record is None:
         return
     inventory.touch(svc.store.redis, record.remote)  # its thread or conversation was active until now
-    if dead:
-        svc.store.dead_letter(job_id)
     _release(svc, record)
 
 

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from helpers import FAST_PROFILE, WorkerProcess
+from helpers import FAST_PROFILE, ROOT, WorkerProcess
 
 from emulator.server import EmulatorHandle, running_emulator
 from worker.app import create_app
 from worker.client import Jobs
 from worker.devredis import private_redis
 from worker.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # Worker settings for tests: quick polls, short leases, so recovery shows within a test's time.
 TEST_ENV = {

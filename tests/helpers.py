@@ -10,6 +10,9 @@ from pathlib import Path
 
 from emulator.profile import Distribution, Profile
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository's root (the workers' working directory)."""
+
 FAST_PROFILE = Profile(
     seed=7,
     run_duration=Distribution(kind="uniform", min=0.3, max=0.8),

@@ -92,7 +92,9 @@ def show(title: str, record: JobRecord) -> None:
         scalars = {k: v for k, v in record.result.items() if not isinstance(v, list | dict)}
         table.add_row("result", ", ".join(f"{k}={v}" for k, v in scalars.items()))
     if record.usage:
-        table.add_row("usage", f"{record.usage.prompt_tokens} prompt + {record.usage.completion_tokens} completion")
+        table.add_row(
+            "usage", f"{record.usage.prompt_tokens} prompt + {record.usage.completion_tokens} completion"
+        )
     if record.error:
         table.add_row("error", f"{record.error.code}: {record.error.message}")
     console.print(table)
@@ -113,16 +115,32 @@ def run_jobs(base_url: str) -> bool:
     weather = {"role": "user", "content": "What does get_weather say for Paris?"}
     flat_tool = [{"type": "function", "name": "get_weather"}]
     runs = {
-        "Assistants: a plain question": {"backend": "assistants", "assistant_id": assistant.id, "messages": [question]},
+        "Assistants: a plain question": {
+            "backend": "assistants",
+            "assistant_id": assistant.id,
+            "messages": [question],
+        },
         "Assistants: a function tool answered by a worker function": {
-            "backend": "assistants", "assistant_id": assistant.id, "messages": [weather]},
+            "backend": "assistants",
+            "assistant_id": assistant.id,
+            "messages": [weather],
+        },
         "Responses: a plain question": {"backend": "responses", "model": "gpt-4o", "messages": [question]},
         "Responses: a function tool answered by a worker function": {
-            "backend": "responses", "model": "gpt-4o", "tools": flat_tool, "messages": [weather]},
+            "backend": "responses",
+            "model": "gpt-4o",
+            "tools": flat_tool,
+            "messages": [weather],
+        },
     }
     refs = {title: jobs.submit({"kind": "run", **request}) for title, request in runs.items()}
-    index = jobs.submit({"kind": "index", "new_store": {"name": "demo-docs"},
-                         "paths": [str(p) for p in sorted(SAMPLES.iterdir())]})
+    index = jobs.submit(
+        {
+            "kind": "index",
+            "new_store": {"name": "demo-docs"},
+            "paths": [str(p) for p in sorted(SAMPLES.iterdir())],
+        }
+    )
     ok = True
     for title, ref in refs.items():
         record = jobs.wait(ref.id, timeout=60)
@@ -133,9 +151,15 @@ def run_jobs(base_url: str) -> bool:
     ok &= indexed.status.value == "completed"
     store_id = (indexed.result or {}).get("vector_store_id")
     if store_id:
-        ask = jobs.submit({"kind": "run", "backend": "responses", "model": "gpt-4o",
-                           "tools": [{"type": "file_search", "vector_store_ids": [store_id]}],
-                           "messages": [{"role": "user", "content": "How long is the warranty?"}]})
+        ask = jobs.submit(
+            {
+                "kind": "run",
+                "backend": "responses",
+                "model": "gpt-4o",
+                "tools": [{"type": "file_search", "vector_store_ids": [store_id]}],
+                "messages": [{"role": "user", "content": "How long is the warranty?"}],
+            }
+        )
         searched = jobs.wait(ask.id, timeout=60)
         show("file_search over the indexed store", searched)
         ok &= searched.status.value == "completed"
@@ -168,21 +192,48 @@ def main() -> int:
             os.environ.update({k: v for k, v in env.items() if k.startswith(("AJ_", "OPENAI_"))})
             py = sys.executable
             with (
-                process("emulator", [py, "-m", "emulator", "--port", str(port), "--api-key", API_KEY], env,
-                        logs / "emulator.log"),
-                process("worker", [py, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO"], env,
-                        logs / "worker.log"),
-                process("beat", [py, "-m", "celery", "-A", "worker.app", "beat", "-S", "redbeat.RedBeatScheduler",
-                                 "--loglevel=INFO"], env, logs / "beat.log"),
+                process(
+                    "emulator",
+                    [py, "-m", "emulator", "--port", str(port), "--api-key", API_KEY],
+                    env,
+                    logs / "emulator.log",
+                ),
+                process(
+                    "worker",
+                    [py, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO"],
+                    env,
+                    logs / "worker.log",
+                ),
+                process(
+                    "beat",
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "worker.app",
+                        "beat",
+                        "-S",
+                        "redbeat.RedBeatScheduler",
+                        "--loglevel=INFO",
+                    ],
+                    env,
+                    logs / "beat.log",
+                ),
             ):
                 from emulator.admin_client import EmulatorAdmin
 
                 admin = EmulatorAdmin(base_url)
                 wait_until(lambda: _quietly(admin.health), "the emulator")
-                wait_until(lambda: "ready." in (logs / "worker.log").read_text(errors="replace"), "the worker", 60)
+                wait_until(
+                    lambda: "ready." in (logs / "worker.log").read_text(errors="replace"), "the worker", 60
+                )
                 ok = run_jobs(base_url)
-        console.print("[green]demo finished: every job ended as expected[/green]" if ok
-                      else "[red]demo finished: some job did not end as expected[/red]")
+        console.print(
+            "[green]demo finished: every job ended as expected[/green]"
+            if ok
+            else "[red]demo finished: some job did not end as expected[/red]"
+        )
         return 0 if ok else 1
     except KeyboardInterrupt:
         console.print("demo interrupted: everything it started has been stopped")

@@ -37,9 +37,9 @@ return {1, ARGV[1]}
 """
 
 _WRITE = """
--- KEYS: job, old index, new index, events, done list
+-- KEYS: job, old index, new index, events, done list, dead-letter set
 -- ARGV: expected version, status, record, now, maxlen, event type ('' for none), kind, data,
---       ended (0/1), ttl, prune before, id
+--       ended (0/1), ttl, prune before, id, dead-letter (0/1)
 local v = redis.call('HGET', KEYS[1], 'v')
 if v ~= ARGV[1] then return {0, v or ''} end
 redis.call('HSET', KEYS[1], 'v', tonumber(v) + 1, 'status', ARGV[2], 'record', ARGV[3])
@@ -59,6 +59,7 @@ if ARGV[9] == '1' then
   redis.call('EXPIRE', KEYS[5], ARGV[10])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[11])
 end
+if ARGV[13] == '1' then redis.call('ZADD', KEYS[6], ARGV[4], ARGV[12]) end
 return {1, sid}
 """
 
@@ -165,14 +166,22 @@ class JobStore:
 
     # --- change ---------------------------------------------------------------------------
     def update(
-        self, job_id: str, change: Change, *, event: str | None = None, data: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        change: Change,
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+        dead: bool = False,
     ) -> JobRecord:
         """Apply ``change`` to the current record and write the result atomically.
 
         ``change`` gets a copy of the record and returns the new one (or None: nothing to write).
         A status move is checked against the life cycle and emits its event; an update that keeps
-        the status emits ``event`` when given (for example ``job.progress``). Concurrent writers are
-        serialised by compare-and-set: ``change`` is re-applied to the newer record on conflict.
+        the status emits ``event`` when given (for example ``job.progress``). ``dead`` puts the job in
+        the dead-letter set in the same write, so a reader never sees it failed but not there.
+        Concurrent writers are serialised by compare-and-set: ``change`` is re-applied to the newer
+        record on conflict.
         """
         key = c.JOB_KEY.format(id=job_id)
         for _ in range(50):
@@ -200,6 +209,7 @@ class JobStore:
                     c.STATUS_INDEX_KEY.format(status=new.status.value),
                     c.EVENTS_STREAM,
                     c.DONE_KEY.format(id=job_id),
+                    c.DEAD_LETTER_KEY,
                 ],
                 args=[
                     _text(version),
@@ -214,24 +224,27 @@ class JobStore:
                     self.result_ttl,
                     now - self.result_ttl,
                     job_id,
+                    1 if dead else 0,
                 ],
             )
             if ok:
                 return new
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
 
-    def set_status(self, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
+    def set_status(self, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> JobRecord:
         """Move a job to ``status`` and set ``fields`` on it (a shorthand for `update`)."""
 
         def change(record: JobRecord) -> JobRecord:
             return record.model_copy(update={"status": status, **fields})
 
-        return self.update(job_id, change)
+        return self.update(job_id, change, dead=dead)
 
-    def try_set_status(self, job_id: str, status: JobStatus, **fields: Any) -> JobRecord | None:
+    def try_set_status(
+        self, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any
+    ) -> JobRecord | None:
         """`set_status`, returning None instead of raising when the job already ended."""
         try:
-            return self.set_status(job_id, status, **fields)
+            return self.set_status(job_id, status, dead=dead, **fields)
         except IllegalTransition:
             return None
 
@@ -264,10 +277,6 @@ class JobStore:
         return [parse_event(sid, fields) for _stream, rows in reply for sid, fields in rows]
 
     # --- dead letters ---------------------------------------------------------------------
-    def dead_letter(self, job_id: str) -> None:
-        """Record that a job exhausted its retries."""
-        self.redis.zadd(c.DEAD_LETTER_KEY, {job_id: time.time()})
-
     def dead(self, limit: int = 100) -> builtins.list[JobRecord]:
         """Dead-lettered jobs, newest first (ids whose record expired are dropped)."""
         ids = [_text(m) for m in self.redis.zrevrange(c.DEAD_LETTER_KEY, 0, limit - 1)]

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from helpers import WorkerProcess
+from helpers import ROOT, WorkerProcess
 
 from schemas.job import JobKind
 from worker.client import Jobs

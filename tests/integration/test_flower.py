@@ -20,8 +20,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import ROOT
-from helpers import WorkerProcess
+from helpers import ROOT, WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus

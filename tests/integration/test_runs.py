@@ -155,7 +155,7 @@ def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
     worker()
     worker()
     threads = [new_thread() for _ in range(20)]
-    emulator.set_faults(rate_429=0.2, retry_after_s=0.5, rate_503=0.1, rate_drop=0.03)
+    emulator.set_faults(rate_429=0.2, retry_after_s=0.3, rate_503=0.1, rate_drop=0.03)
     refs = jobs.submit_many([ask(f"storm {i}", **threads[i % 20]) for i in range(200)])
     records = [jobs.wait(r.id, timeout=180) for r in refs]
     emulator.clear_faults()
@@ -364,13 +364,15 @@ def test_interrupt_cancels_the_active_run_then_starts(
     emulator: EmulatorHandle,
 ) -> None:
     emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 1}
+        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 20}
     )
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
     wait_status(jobs, first.id, JobStatus.RUNNING)
-    emulator.update_profile(run_duration={"kind": "fixed", "value": 0.5})
+    emulator.update_profile(
+        run_duration={"kind": "fixed", "value": 0.5}, response_duration={"kind": "fixed", "value": 0.5}
+    )
     second = jobs.wait(jobs.submit(ask("second", strategy="interrupt", **thread)).id, timeout=30)
     assert second.status == JobStatus.COMPLETED, second.error
     assert jobs.get(first.id).status == JobStatus.CANCELLED
@@ -395,3 +397,56 @@ def test_a_run_started_outside_the_system_is_waited_out(
     worker()
     record = jobs.wait(jobs.submit({**request, "thread_id": thread.id}).id, timeout=30)
     assert record.status == JobStatus.COMPLETED, record.error
+
+
+def test_both_backends_give_the_same_record_but_for_backend_and_remote_ids(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], api: openai.OpenAI
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assistant = api.beta.assistants.create(model="gpt-4o")
+    worker()
+    question = [{"role": "user", "content": "Which river runs through Paris?"}]
+    on_assistants = jobs.submit({"kind": "run", "assistant_id": assistant.id, "messages": question})
+    on_responses = jobs.submit(
+        {"kind": "run", "backend": "responses", "model": "gpt-4o", "messages": question}
+    )
+    a, r = jobs.wait(on_assistants.id, timeout=30), jobs.wait(on_responses.id, timeout=30)
+    assert a.status == r.status == JobStatus.COMPLETED
+    varying = {
+        "id",
+        "request",
+        "remote",
+        "created_at",
+        "started_at",
+        "updated_at",
+        "finished_at",
+        "deadline_at",
+    }
+    assert a.model_dump(exclude=varying) == r.model_dump(exclude=varying)
+    assert (a.request["backend"], r.request["backend"]) == ("assistants", "responses")
+
+
+def test_the_same_idempotency_key_gives_one_job_and_dispatches_once(
+    jobs: Jobs, ask: Ask, redis_client: Any
+) -> None:
+    first = jobs.submit(ask("once", idempotency_key="order-7"))
+    again = jobs.submit(ask("once", idempotency_key="order-7"))
+    assert (again.id, first.created, again.created) == (first.id, True, False)
+    assert redis_client.llen("runs") == 1, "the second submit sent a start message"
+    assert len(jobs.list()) == 1
+
+
+def test_a_job_that_spends_its_retries_is_dead_lettered_and_can_be_retried(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle
+) -> None:
+    emulator.set_faults(rate_503=1.0, methods=["POST"])
+    worker(extra_env={"AJ_MAX_RETRIES": "2", "AJ_POLL_FIRST": "0.1"})
+    ref = jobs.submit(ask("doomed"))
+    record = jobs.wait(ref.id, timeout=30)
+    assert record.status == JobStatus.FAILED and record.error is not None and record.error.retryable
+    assert [r.id for r in jobs.dead()] == [ref.id]
+    emulator.clear_faults()
+    retried = jobs.retry_dead(ref.id)
+    assert jobs.wait(retried.id, timeout=30).status == JobStatus.COMPLETED
+    assert jobs.dead() == []
