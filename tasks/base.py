@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from celery import Task, current_app
 
-from tasks.run_flow import Services
+from tasks.steps import Services
 from tasks.threads import ThreadLocks
 from worker.connections import store
 from worker.openai_client import openai_client

@@ -24,7 +24,7 @@ from schemas.requests import CleanupRequest, CleanupTarget
 from tasks import cleanup_targets as targets
 from tasks.cleanup_targets import Findings, Scope
 from tasks.errors import classify
-from tasks.run_flow import Services
+from tasks.steps import Services
 from worker import constants as c
 from worker import inventory
 from worker.inventory import Conversational

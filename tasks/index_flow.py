@@ -28,7 +28,7 @@ from tasks.backoff import error_delay
 from tasks.errors import classify
 from tasks.index_poll import merge_progress
 from tasks.index_uploads import Uploader, bad_paths_error, check_paths, recorded, upload_lock
-from tasks.run_flow import Services
+from tasks.steps import Services, deadline_error, defer, retry_or_fail
 from worker import constants as c
 from worker import inventory
 
@@ -70,7 +70,7 @@ def start(svc: Services, job_id: str) -> None:
     if record is None or record.status.ended:
         return
     if record.deadline_at and time.time() > record.deadline_at:
-        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error())
+        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its open batches were"))
         return
     if "checked" not in record.remote:
         request = request_of(record)
@@ -109,8 +109,8 @@ def prepare(svc: Services, job_id: str) -> None:
         with upload_lock(svc.store.redis, job_id, svc.settings.task_time_limit) as mine:
             # Another task holding the lock sends whatever follows; ours would only race it.
             step = _prepare_step(svc, record, until) if mine else Step.NONE
-    except openai.APIError as exc:
-        _api_failed(svc, job_id, exc, PREPARE, [job_id])
+    except openai.OpenAIError as exc:
+        _retry_or_fail(svc, job_id, exc, PREPARE, [job_id])
         return
     # Sent only once the lock is free, so the next task is never turned away by this one.
     if step == Step.AGAIN:
@@ -218,7 +218,7 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
         end(svc, record.id, JobStatus.FAILED, error=chunk.retry_error, dead=True)
         return Step.NONE
     _set_remote(svc, record.id, upload_errors=errors)
-    _defer(svc, record.id, PREPARE, [record.id], error_delay(errors, svc.policy))
+    defer(svc, record.id, PREPARE, [record.id], error_delay(errors, svc.policy))
     return Step.NONE
 
 
@@ -313,12 +313,12 @@ def finish(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
         return
     if status == "deadline_exceeded":
-        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error())
+        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its open batches were"))
         return
     try:
         _settle_round(svc, record, body.get("batches") or {})
-    except openai.APIError as exc:
-        _api_failed(svc, job_id, exc, FINISH, [job_id, body])
+    except openai.OpenAIError as exc:
+        _retry_or_fail(svc, job_id, exc, FINISH, [job_id, body])
 
 
 def _settle_round(svc: Services, record: JobRecord, seen: dict[str, Any]) -> None:
@@ -442,8 +442,8 @@ def cancel(svc: Services, job_id: str, reason: str = "requested") -> None:
     ]
     try:
         cancelled = _cancel_batches(svc, vs_id, open_ids) if vs_id else []
-    except openai.APIError as exc:
-        _api_failed(svc, job_id, exc, CANCEL, [job_id, reason])
+    except openai.OpenAIError as exc:
+        _retry_or_fail(svc, job_id, exc, CANCEL, [job_id, reason])
         return
     result = {
         "vector_store_id": vs_id,
@@ -452,7 +452,13 @@ def cancel(svc: Services, job_id: str, reason: str = "requested") -> None:
         "skipped_paths": record.remote.get("skipped_paths", []),
         "partial": True,
     }
-    end(svc, job_id, final, result=result, error=_deadline_error() if reason == "deadline" else None)
+    end(
+        svc,
+        job_id,
+        final,
+        result=result,
+        error=deadline_error("its open batches were") if reason == "deadline" else None,
+    )
 
 
 def _cancel_batches(svc: Services, vs_id: str, batch_ids: Sequence[str]) -> list[str]:
@@ -476,25 +482,12 @@ def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **
     svc.schedule.remove(job_id)
 
 
-def _api_failed(svc: Services, job_id: str, exc: openai.APIError, task: str, args: list[Any]) -> None:
-    """A step's API call failed: try the step again after a backoff while retries last, else fail."""
-    error = classify(exc)
-    record = svc.store.require(job_id)
-    errors = int(record.remote.get("step_errors", 0)) + 1
-    if error.retryable and errors <= svc.settings.max_retries:
-        _set_remote(svc, job_id, step_errors=errors)
-        _defer(svc, job_id, task, args, error_delay(errors, svc.policy))
-        return
-    log.warning("indexing job %s failed: %s", job_id, error.message)
-    end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
+def _retry_or_fail(svc: Services, job_id: str, exc: openai.OpenAIError, task: str, args: list[Any]) -> None:
+    """A step's API call failed: the shared retry rule (`tasks.steps.retry_or_fail`), failing the job
+    (dead-lettered when its retries are spent) otherwise."""
 
+    def fail(error: JobError) -> None:
+        log.warning("indexing job %s failed: %s", job_id, error.message)
+        end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
 
-def _defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) -> None:
-    # The shared schedule sends the task when due: no countdown message sitting unacked in a worker.
-    svc.schedule.put(job_id, delay, {"op": "task", "task": task, "args": args})
-
-
-def _deadline_error() -> JobError:
-    return JobError(
-        code="deadline_exceeded", message="the job passed its deadline; its open batches were cancelled"
-    )
+    retry_or_fail(svc, svc.store.require(job_id), exc, task, args, fail)

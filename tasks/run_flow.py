@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -17,40 +16,19 @@ from schemas.requests import RunRequest, RunStrategy
 from tasks import tools
 from tasks.assistants import AssistantsBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
-from tasks.backoff import PollPolicy, compute_delay, error_delay
+from tasks.backoff import compute_delay, error_delay
 from tasks.errors import classify, retry_after_of
 from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
 from tasks.responses import ResponsesBackend
-from tasks.threads import ThreadLocks, Turn
+from tasks.steps import Services, deadline_error, defer, retry_or_fail
+from tasks.threads import Turn
 from worker import constants as c
 from worker import inventory
-from worker.rate_gate import RateGateClosed
-from worker.scheduler import Schedule
-from worker.settings import Settings
-from worker.store import JobStore
 
 log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend(), "responses": ResponsesBackend()}
 """Run backends by name."""
-
-
-@dataclass
-class Services:
-    """What the flow talks to: the store, the schedule, the thread locks, the API, the broker."""
-
-    settings: Settings
-    store: JobStore
-    schedule: Schedule
-    locks: ThreadLocks
-    client: openai.OpenAI
-    send: Callable[[str, list[Any]], None]
-
-    @property
-    def policy(self) -> PollPolicy:
-        """The poll policy in force."""
-        s = self.settings
-        return PollPolicy(s.poll_first, s.poll_factor, s.poll_cap, s.poll_jitter)
 
 
 def request_of(record: JobRecord) -> RunRequest:
@@ -81,7 +59,7 @@ def start(svc: Services, job_id: str) -> None:
         _ensure_polled(svc, record, backend)
         return
     if record.deadline_at and time.time() > record.deadline_at:
-        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error(record))
+        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"))
         return
     if not _take_thread(svc, record, request, backend):
         return
@@ -158,35 +136,18 @@ def _start_failed(svc: Services, record: JobRecord, exc: openai.OpenAIError) -> 
     if _is_active_run_conflict(exc):
         # A run started outside this system holds the thread: wait it out, do not fight it.
         delay = compute_delay(record.attempts, svc.policy)
-        _defer(svc, record.id, c.TASK_START, [[record.id]], delay)
+        defer(svc, record.id, task_name(c.TASK_START), [[record.id]], delay)
         return
-    retry_or_fail(svc, record, exc, c.TASK_START, [[record.id]])
+    retry_or_fail(svc, record, exc, task_name(c.TASK_START), [[record.id]], _failer(svc, record.id))
 
 
-def retry_or_fail(
-    svc: Services, record: JobRecord, exc: openai.OpenAIError, template: str, args: list[Any]
-) -> None:
-    """A step's API call failed: run the step again after a backoff (never before the server's
-    Retry-After) while the error is retryable and the step has failed fewer than ``max_retries``
-    times in a row; else the job fails (and, having spent its retries, is dead-lettered)."""
-    error = classify(exc)
-    if isinstance(exc, RateGateClosed):  # nothing was sent: wait without spending a retry
-        _defer(svc, record.id, template, args, error_delay(1, svc.policy, retry_after=exc.wait))
-        return
-    if error.retryable and record.retries < svc.settings.max_retries:
-        svc.store.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
-        delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
-        _defer(svc, record.id, template, args, delay)
-        return
-    end(svc, record.id, JobStatus.FAILED, error=error, dead=error.retryable)
+def _failer(svc: Services, job_id: str) -> Callable[[JobError], None]:
+    """End the job failed with an error (dead-lettered when it was retryable: its retries are spent)."""
+    return lambda error: end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
 
 
 def _is_active_run_conflict(exc: openai.OpenAIError) -> bool:
     return isinstance(exc, openai.BadRequestError) and "already has an active run" in str(exc)
-
-
-def _defer(svc: Services, job_id: str, template: str, args: list[Any], delay: float) -> None:
-    svc.schedule.put(job_id, delay, {"op": "task", "task": task_name(template), "args": args})
 
 
 def _poll_meta(record: JobRecord, backend: Backend, **extra: Any) -> dict[str, Any]:
@@ -224,7 +185,7 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
         return
     if status == "deadline_exceeded":
-        end(svc, job_id, JobStatus.TIMED_OUT, error=_deadline_error(record))
+        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"))
         return
     snap = backend.snapshot(body)
     try:
@@ -235,7 +196,7 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         else:
             _finish(svc, record, backend, snap)
     except openai.OpenAIError as exc:
-        retry_or_fail(svc, record, exc, c.TASK_FINISH, [job_id, body])
+        retry_or_fail(svc, record, exc, task_name(c.TASK_FINISH), [job_id, body], _failer(svc, job_id))
 
 
 def _usage(record: JobRecord, backend: Backend, snap: Snapshot) -> Usage | None:
@@ -253,7 +214,7 @@ def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) 
     elif status == "cancelled":
         reason = record.remote.get("cancel_reason")
         if reason == "deadline":
-            end(svc, record.id, JobStatus.TIMED_OUT, error=_deadline_error(record), usage=usage)
+            end(svc, record.id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"), usage=usage)
         else:
             end(svc, record.id, JobStatus.CANCELLED, usage=usage)
     elif status == "expired":
@@ -346,7 +307,9 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
         remote = backend.submit_outputs(svc.client, record, request, outputs)
     except openai.OpenAIError as exc:
         if classify(exc).retryable:
-            retry_or_fail(svc, record, exc, c.TASK_TOOL_OUTPUTS, [job_id, outputs])
+            retry_or_fail(
+                svc, record, exc, task_name(c.TASK_TOOL_OUTPUTS), [job_id, outputs], _failer(svc, job_id)
+            )
             return
         # The run may have expired or been cancelled meanwhile: let a poll tell what it is now.
         log.warning("tool outputs for job %s refused: %s", job_id, classify(exc).message)
@@ -392,7 +355,7 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
     if record is None or record.status.ended:
         return
     final = JobStatus.TIMED_OUT if reason == "deadline" else JobStatus.CANCELLED
-    error = _deadline_error(record) if reason == "deadline" else None
+    error = deadline_error("its remote run was") if reason == "deadline" else None
     backend = backend_of(request_of(record))
     has_remote = record.remote.get("run_id") or record.remote.get("response_id")
     if record.status == JobStatus.QUEUED or not has_remote or not backend.cancellable(record):
@@ -409,7 +372,7 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
     except openai.OpenAIError as exc:
         if classify(exc).retryable:
             delay = error_delay(1, svc.policy, retry_after=retry_after_of(exc))
-            _defer(svc, job_id, c.TASK_CANCEL, [job_id, reason], delay)
+            defer(svc, job_id, task_name(c.TASK_CANCEL), [job_id, reason], delay)
             return
         # 400/404: the run already ended; the poll below reports how.
     _poll_soon(svc, svc.store.require(job_id), backend, 0.2, cancelling=True)
@@ -434,9 +397,3 @@ def _release(svc: Services, record: JobRecord) -> None:
     nxt = svc.locks.release(key, record.id)
     if nxt:
         svc.send(task_name(c.TASK_START), [[nxt]])
-
-
-def _deadline_error(record: JobRecord) -> JobError:
-    return JobError(
-        code="deadline_exceeded", message="the job passed its deadline; its remote run was cancelled"
-    )
