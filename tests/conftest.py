@@ -118,6 +118,9 @@ def worker(
             "worker.app",
             "worker",
             "--loglevel=INFO",
+            # Each test's workers are alone on a fresh Redis: skip the start-up handshakes.
+            "--without-mingle",
+            "--without-gossip",
             f"--concurrency={concurrency}",
             f"--hostname={name}@%h",
             f"--logfile={log}",

@@ -330,8 +330,6 @@ def events(follow: bool, since: str | None, as_json: bool) -> None:
                 out.print(f"{e.stream_id} {e.type:<22} {e.job_id} {e.status.value}", highlight=False)
         if not follow and not batch:
             return
-        if follow and batch == [] and last == "$":
-            continue
 
 
 @main.group()

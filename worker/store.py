@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -307,8 +307,3 @@ def parse_event(stream_id: bytes | str, fields: dict[Any, Any]) -> JobEvent:
 
 def _text(value: bytes | str | Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def ids(records: Iterable[JobRecord]) -> builtins.list[str]:
-    """The ids of some records."""
-    return [r.id for r in records]
