@@ -19,7 +19,8 @@ from emulator.counters import route_template
 from emulator.profile import Distribution, Profile
 from emulator.server import EmulatorHandle, running_emulator
 
-OPENAPI = Path("/work/shared/openai-openapi/openapi.json")
+# The contract lives in shared/, beside the repository's checkout.
+OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi" / "openapi.json"
 FAST = Profile(
     seed=7,
     run_queued_s=0.02,

@@ -34,7 +34,8 @@ from schemas.requests import (
     path_problem,
 )
 
-OPENAPI = Path("/work/shared/openai-openapi/openapi.json")
+# The contract lives in shared/, beside the repository's checkout.
+OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi" / "openapi.json"
 
 
 def errors_of(build: Callable[[], object]) -> list[dict[str, Any]]:
