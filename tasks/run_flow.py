@@ -18,7 +18,6 @@ from tasks.assistants import AssistantsBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
 from tasks.backoff import compute_delay, error_delay
 from tasks.errors import classify, retry_after_of
-from tasks.poll_outcomes import DEADLINE_GRACE_S  # noqa: F401  (re-exported: the runs' grace)
 from tasks.responses import ResponsesBackend
 from tasks.steps import Services, deadline_error, defer, retry_or_fail
 from tasks.threads import Turn
