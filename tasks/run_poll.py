@@ -1,7 +1,7 @@
 """The hot path: one poll of a run or response, in the worker's poll loop.
 
-It reads only ``status`` (and the pending call ids while waiting) and hands the few fields the
-flow needs to a finish task when something changed. No pydantic, no SDK: at thousands of polls a
+It reads only ``status`` and hands the few fields the flow needs to a finish task when the run
+stopped being active. No pydantic, no SDK: at thousands of polls a
 second the HTTP client and the parse decide how many runs one machine supervises.
 """
 
