@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy schemas worker tasks
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 emulator: $(STAMP)
 	$(BIN)/ajobs emulator --port $${PORT:-8765}

@@ -55,7 +55,7 @@ class AssistantsBackend:
         return request.thread_id or remote.get("thread_id")
 
     def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
     ) -> dict[str, Any]:
         """Create the thread when none was given, then the run with the request's messages and overrides.
 
@@ -69,7 +69,7 @@ class AssistantsBackend:
             save({"thread_id": thread_id, "thread_created": True})
         # Only when an earlier create's outcome is unknown (its worker died, its connection dropped)
         # can a run of this job exist already.
-        existing = self._find_run(beta, thread_id, record.id) if record.remote.get("creating") else None
+        existing = self._find_run(beta, thread_id, record.id) if maybe_created else None
         if existing:
             return {"thread_id": thread_id, "run_id": existing}
         params = {f: getattr(request, f) for f in _RUN_FIELDS if getattr(request, f, None) is not None}

@@ -51,9 +51,10 @@ class Backend(Protocol):
         ...
 
     def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
     ) -> dict[str, Any]:
-        """Create (or, on a retry, find) the remote run; returns the remote ids to record."""
+        """Create the remote run (first looking for the one an earlier attempt may have made, when
+        ``maybe_created``); returns the remote ids to record."""
         ...
 
     def poll_path(self, remote: dict[str, Any]) -> str:

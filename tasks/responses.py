@@ -63,7 +63,7 @@ class ResponsesBackend:
         return request.conversation_id or remote.get("conversation_id")
 
     def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save
+        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
     ) -> dict[str, Any]:
         """Create the conversation when none was given (and no previous response is named), then the
         background response with the request's messages as input.

@@ -63,12 +63,14 @@ def start(svc: Services, job_id: str) -> None:
     if not _take_thread(svc, record, request, backend):
         return
     inventory.record_used(svc.store.redis, dict(request))  # a given thread or conversation, for the clean-up
+    # An earlier attempt that began a create and never learnt its outcome may have made the run.
+    maybe_created = bool(record.remote.get("creating"))
     try:
         record = svc.store.update(job_id, _begin)
     except IllegalTransition:  # cancelled while it waited
         _release(svc, record)
         return
-    _create_remote(svc, record, request, backend)
+    _create_remote(svc, record, request, backend, maybe_created)
 
 
 def _begin(record: JobRecord) -> JobRecord | None:
@@ -76,6 +78,8 @@ def _begin(record: JobRecord) -> JobRecord | None:
         raise IllegalTransition(record.id, record.status, JobStatus.RUNNING)
     record.status = JobStatus.RUNNING
     record.attempts += 1
+    # Set until the create is known to have happened, or not, so a later attempt knows to look.
+    record.remote["creating"] = True
     return record
 
 
@@ -102,7 +106,9 @@ def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend:
     return False  # the holder's release dispatches this job's start
 
 
-def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backend: Backend) -> None:
+def _create_remote(
+    svc: Services, record: JobRecord, request: RunRequest, backend: Backend, maybe_created: bool
+) -> None:
     job_id = record.id
 
     def save(updates: dict[str, Any]) -> None:
@@ -113,10 +119,8 @@ def _create_remote(svc: Services, record: JobRecord, request: RunRequest, backen
             # A thread this job created: hold it, so later jobs on it queue behind this one.
             svc.locks.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
 
-    if not record.remote.get("creating"):
-        save({"creating": True})  # cleared once the create is known to have happened, or not
     try:
-        remote = backend.start(svc.client, record, request, save)
+        remote = backend.start(svc.client, record, request, save, maybe_created)
     except openai.OpenAIError as exc:
         if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
             save({"creating": False})

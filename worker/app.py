@@ -37,14 +37,18 @@ def configure(app: Celery, s: Settings) -> None:
         task_soft_time_limit=s.task_soft_time_limit,
         task_time_limit=s.task_time_limit,
         worker_send_task_events=True,
-        task_send_sent_event=True,
-        # Each queue on its own direct exchange: a message lands in exactly one queue.
+        # Each queue on its own direct exchange: a message lands in exactly one queue. Listed in the
+        # order a worker serves them (queue_order_strategy "priority" below): a run that ended is
+        # finished before new runs are started, so a burst of submits never delays learning of an end.
         task_queues=[
             Queue(q, Exchange(q, type="direct"), routing_key=q)
-            for q in (s.queue_runs, s.queue_indexing, s.queue_maintenance)
+            for q in (s.queue_runs_active, s.queue_runs, s.queue_indexing, s.queue_maintenance)
         ],
         task_default_queue=s.queue_runs,
         task_routes={
+            "aj.run.finish": {"queue": s.queue_runs_active},
+            "aj.run.tool_outputs": {"queue": s.queue_runs_active},
+            "aj.run.cancel": {"queue": s.queue_runs_active},
             "aj.run.*": {"queue": s.queue_runs},
             "aj.index.*": {"queue": s.queue_indexing},
             "aj.cleanup.*": {"queue": s.queue_maintenance},
@@ -58,6 +62,7 @@ def configure(app: Celery, s: Settings) -> None:
             # Sweep for a dead worker's unacked messages every 5 s (kombu's default is ~100 s).
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
+            "queue_order_strategy": "priority",
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,

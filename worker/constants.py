@@ -116,8 +116,9 @@ BATCH_SIZE = 2_000
 """File ids per file batch (the API's maximum)."""
 UPLOAD_CONCURRENCY = 8
 """Uploads in flight at once per indexing task."""
-SUBMIT_CHUNK = 200
-"""Job ids per start message from `submit_many`."""
+SUBMIT_CHUNK = 20
+"""Job ids per start message from `submit_many`: few messages, yet short tasks, so a finish waiting
+for a pool process never waits long behind a start."""
 THREAD_IDLE_S = 7 * 24 * 3600.0
 """Idle seconds before a recorded thread or conversation is cleaned up."""
 STORE_IDLE_S = 7 * 24 * 3600.0

@@ -26,11 +26,19 @@ class RateGateClosed(openai.OpenAIError):
         self.wait = wait
 
 
+OPEN_CACHE_S = 0.25
+"""How long a process trusts that an endpoint is open before asking Redis again. A 429 this process
+gets closes the gate here at once; one another worker got is seen within this time."""
+
+
 class RateGate:
     """Request and response hooks for the SDK's HTTP client, backed by one Redis key per endpoint."""
 
     def __init__(self, client: redis.Redis):
         self.redis = client
+        self._until: dict[str, float] = {}
+        """Per endpoint: until when it is closed (a future time), or open (the past, when last checked)."""
+        self._checked: dict[str, float] = {}
 
     @staticmethod
     def route(request: httpx2.Request) -> str:
@@ -40,11 +48,14 @@ class RateGate:
     def check(self, request: httpx2.Request) -> None:
         """Refuse to send while the endpoint's Retry-After has not passed."""
         route = self.route(request)
-        until = self.redis.get(c.RATE_GATE_KEY.format(route=route))
-        if until is not None:
-            wait = float(until) - time.time()
-            if wait > 0:
-                raise RateGateClosed(route, wait)
+        now = time.time()
+        if now - self._checked.get(route, 0.0) > OPEN_CACHE_S:
+            raw = self.redis.get(c.RATE_GATE_KEY.format(route=route))
+            self._until[route] = float(raw) if raw is not None else 0.0
+            self._checked[route] = now
+        wait = self._until.get(route, 0.0) - now
+        if wait > 0:
+            raise RateGateClosed(route, wait)
 
     def record(self, response: httpx2.Response) -> None:
         """Close the endpoint for everyone when the server asked to wait."""
@@ -54,4 +65,5 @@ class RateGate:
         if wait:
             until = time.time() + wait
             route = self.route(response.request)
+            self._until[route] = max(until, self._until.get(route, 0.0))
             self.redis.set(c.RATE_GATE_KEY.format(route=route), f"{until:.3f}", px=max(int(wait * 1000), 1))

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     """Seconds an ended job's record and index entries are kept."""
     idempotency_ttl: int = Field(c.IDEMPOTENCY_TTL_S, gt=0)
     events_maxlen: int = Field(c.EVENTS_MAXLEN, ge=1000)
+    queue_runs_active: str = Field("runs.active", min_length=1)
+    """Work on runs already started (finish, tool outputs, cancel): always served before new starts."""
     queue_runs: str = Field("runs", min_length=1)
     queue_indexing: str = Field("indexing", min_length=1)
     queue_maintenance: str = Field("maintenance", min_length=1)
