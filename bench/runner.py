@@ -27,6 +27,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="under 5 minutes")
     size.add_argument("--full", dest="mode", action="store_const", const="full", help="under 30 minutes")
     size.add_argument("--tiny", dest="mode", action="store_const", const="tiny", help="smoke test sizes")
+    size.add_argument(
+        "--ours-10k", dest="mode", action="store_const", const="ours-10k", help="S1: ours, 10,000 runs"
+    )
     parser.add_argument("--only", default="s1,s2,s3,s4", help="comma-separated scenarios (s1..s4)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -36,6 +39,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the scenarios asked for, then the plots and the report."""
     args = parse(argv)
+    if args.mode == "ours-10k":
+        args.only = "s1"  # a single S1 step; the other scenarios have no such size
     command = "python -m bench.runner " + shlex.join(sys.argv[1:] if argv is None else argv)
     # Everything this process starts (Redis, workers, the seed client) inherits the contender's core;
     # each emulator pins itself to its own.

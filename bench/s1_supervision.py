@@ -49,6 +49,7 @@ def cap(seconds: float) -> tuple[tuple[str, str], ...]:
 PLANS: dict[str, list[Step]] = {
     "tiny": [Step("ours", 20), Step("seed", 20), Step("naive", 20)],
     "quick": [Step("ours", 1000), Step("seed", 1000), Step("naive", 100)],
+    "ours-10k": [Step("ours", 10_000)],
     "full": [
         Step("ours", 10_000),
         Step("ours", 1000),
