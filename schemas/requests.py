@@ -39,6 +39,7 @@ from schemas.run import (
     ASSISTANTS_ONLY_FIELDS,
     RESPONSE_OPTIONS_ALLOWED,
     RESPONSES_ONLY_FIELDS,
+    RESPONSES_OWN_FIELDS,
     Attachment,
     AttachmentTool,
     InputMessage,
@@ -65,6 +66,7 @@ from schemas.tools import (
 __all__ = [
     "ASSISTANTS_ONLY_FIELDS",
     "RESPONSES_ONLY_FIELDS",
+    "RESPONSES_OWN_FIELDS",
     "RESPONSE_OPTIONS_ALLOWED",
     "Attachment",
     "AttachmentTool",

@@ -177,7 +177,7 @@ RESPONSES_ONLY_FIELDS = (
 )
 
 # Responses create parameters that RunRequest has a field for, and that field's name.
-_RESPONSES_OWN_FIELDS = {
+RESPONSES_OWN_FIELDS = {
     name: name
     for name in (
         "model",
@@ -207,7 +207,7 @@ _RESPONSES_SYSTEM_PARAMS = {
 }
 # What response_options may carry: the rest of CreateResponse.
 RESPONSE_OPTIONS_ALLOWED = frozenset(
-    RESPONSES_CREATE_PARAMS - set(_RESPONSES_OWN_FIELDS) - set(_RESPONSES_SYSTEM_PARAMS)
+    RESPONSES_CREATE_PARAMS - set(RESPONSES_OWN_FIELDS) - set(_RESPONSES_SYSTEM_PARAMS)
 )
 
 
@@ -368,8 +368,8 @@ def _check_any_backend(request: RunRequest, problems: _Problems) -> None:
 def _check_response_options(options: dict[str, Any] | None, problems: _Problems) -> None:
     for key, value in (options or {}).items():
         loc: Loc = ("response_options", key)
-        if key in _RESPONSES_OWN_FIELDS:
-            message = f"response_options: {key} has its own field, set {_RESPONSES_OWN_FIELDS[key]} instead"
+        if key in RESPONSES_OWN_FIELDS:
+            message = f"response_options: {key} has its own field, set {RESPONSES_OWN_FIELDS[key]} instead"
             problems.add(loc, "own_field", message, value)
         elif key in _RESPONSES_SYSTEM_PARAMS:
             message = f"response_options: {key} is set by the system ({_RESPONSES_SYSTEM_PARAMS[key]})"

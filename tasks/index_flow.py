@@ -28,7 +28,7 @@ from tasks.backoff import error_delay
 from tasks.errors import classify
 from tasks.index_poll import merge_progress
 from tasks.index_uploads import Uploader, bad_paths_error, check_paths, recorded, upload_lock
-from tasks.steps import Services, deadline_error, defer, retry_or_fail
+from tasks.steps import Services, deadline_error, defer, ended_by_poll, retry_or_fail
 from worker import constants as c
 from worker import inventory
 
@@ -307,13 +307,9 @@ def finish(svc: Services, job_id: str, body: dict[str, Any]) -> None:
     if record is None or record.status.ended:
         svc.schedule.remove(job_id)
         return
-    status = body.get("status")
-    if status == "error":
-        error = JobError.model_validate(body["error"])
-        end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
-        return
-    if status == "deadline_exceeded":
-        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its open batches were"))
+    if ended_by_poll(
+        body, lambda status, **fields: end(svc, job_id, status, **fields), "its open batches were"
+    ):
         return
     try:
         _settle_round(svc, record, body.get("batches") or {})

@@ -7,28 +7,16 @@ from typing import Any
 import openai
 
 from schemas.job import JobRecord, JobStatus, ToolCall
-from schemas.requests import RunRequest
+from schemas.requests import RESPONSES_OWN_FIELDS, RunRequest
 from tasks.assistants import JOB_METADATA_KEY
 from tasks.backends import Save, Snapshot, usage_of
 
-# Create parameters copied from the request when set (the rest come through `response_options`).
-_CREATE_FIELDS = (
-    "model",
-    "instructions",
-    "prompt",
-    "tools",
-    "temperature",
-    "top_p",
-    "max_output_tokens",
-    "store",
-    "text",
-    "reasoning",
-    "truncation",
-    "include",
-    "service_tier",
-    "parallel_tool_calls",
-    "tool_choice",
-)
+# Create parameters the request carries under their own name, copied when set (metadata and the
+# history are set apart, the rest comes through `response_options`).
+_CREATE_FIELDS = frozenset(p for p, f in RESPONSES_OWN_FIELDS.items() if p == f) - {
+    "metadata",
+    "previous_response_id",
+}
 
 
 def _params(request: RunRequest, job_id: str) -> dict[str, Any]:

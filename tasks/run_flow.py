@@ -19,7 +19,7 @@ from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
 from tasks.backoff import compute_delay, error_delay
 from tasks.errors import classify, retry_after_of
 from tasks.responses import ResponsesBackend
-from tasks.steps import Services, deadline_error, defer, retry_or_fail
+from tasks.steps import Services, deadline_error, defer, ended_by_poll, retry_or_fail
 from tasks.threads import Turn
 from worker import constants as c
 from worker import inventory
@@ -182,13 +182,7 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         return
     request = request_of(record)
     backend = backend_of(request)
-    status = body.get("status")
-    if status == "error":
-        error = JobError.model_validate(body["error"])
-        end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
-        return
-    if status == "deadline_exceeded":
-        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"))
+    if ended_by_poll(body, lambda status, **fields: end(svc, job_id, status, **fields), "its remote run was"):
         return
     snap = backend.snapshot(body)
     try:

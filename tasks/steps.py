@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 
-from schemas.job import JobError, JobRecord
+from schemas.job import JobError, JobRecord, JobStatus
 from tasks.backoff import PollPolicy, error_delay
 from tasks.errors import classify, retry_after_of
 from tasks.threads import ThreadLocks
@@ -65,6 +65,22 @@ def retry_or_fail(
         defer(svc, record.id, task, args, delay)
         return
     fail(error)
+
+
+def ended_by_poll(body: dict[str, Any], end: Callable[..., None], what: str) -> bool:
+    """Handle the two hand-overs a poll makes without a remote status (see `tasks.poll_outcomes`): an
+    error that spent its retries (the job fails, dead-lettered if it was retryable) and a deadline the
+    remote cancel did not meet in time (the job times out). ``end(status, **fields)`` ends the job;
+    True when it did."""
+    status = body.get("status")
+    if status == "error":
+        error = JobError.model_validate(body["error"])
+        end(JobStatus.FAILED, error=error, dead=error.retryable)
+        return True
+    if status == "deadline_exceeded":
+        end(JobStatus.TIMED_OUT, error=deadline_error(what))
+        return True
+    return False
 
 
 def deadline_error(what: str) -> JobError:

@@ -171,8 +171,9 @@ def run_jobs(base_url: str) -> bool:
 
 def main() -> int:
     """Run the demo; exit 0 when every job ended as expected."""
-    # SIGTERM runs the same clean-up as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C (even where a shell started us with SIGINT ignored) and SIGTERM run the same clean-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logs = Path(os.environ.get("AJ_DEMO_LOGS", ".demo-logs"))
     logs.mkdir(exist_ok=True)
     try:

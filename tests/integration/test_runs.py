@@ -81,6 +81,11 @@ def remote_status(api: openai.OpenAI, record: JobRecord) -> str:
     return str(api.responses.retrieve(remote["response_id"]).status)
 
 
+def has_remote_run(record: JobRecord) -> bool:
+    """True once the job's remote run (or response) exists and is recorded."""
+    return bool(record.remote.get("run_id") or record.remote.get("response_id"))
+
+
 def created_per_job(emulator: EmulatorHandle, backend: str) -> dict[str, int]:
     counters = emulator.counters()
     return dict(counters["runs_per_job" if backend == "assistants" else "responses_per_job"])
@@ -176,7 +181,8 @@ def test_a_killed_worker_s_polls_are_finished_by_another(
     )
     doomed = worker("doomed")
     refs = jobs.submit_many([ask(f"long {i}") for i in range(20)])
-    wait_for(lambda: all(jobs.get(r.id).status == JobStatus.RUNNING for r in refs), 30, "all runs to start")
+    # Every run created and recorded: from here on the doomed worker holds only polls.
+    wait_for(lambda: all(has_remote_run(jobs.get(r.id)) for r in refs), 30, "all runs to be created")
     doomed.kill()  # it held every poll: no other worker was running
     killed_at = time.monotonic()
     worker("survivor")
@@ -295,11 +301,7 @@ def test_cancel_of_a_running_job_cancels_its_remote_run(
     )
     worker()
     ref = jobs.submit(ask("a long one"))
-    wait_for(
-        lambda: bool(jobs.get(ref.id).remote.get("run_id") or jobs.get(ref.id).remote.get("response_id")),
-        20,
-        "the remote run",
-    )
+    wait_for(lambda: has_remote_run(jobs.get(ref.id)), 20, "the remote run")
     jobs.cancel(ref.id)
     record = jobs.wait(ref.id, timeout=20)
     assert record.status == JobStatus.CANCELLED
