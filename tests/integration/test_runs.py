@@ -81,6 +81,12 @@ def remote_status(api: openai.OpenAI, record: JobRecord) -> str:
     return str(api.responses.retrieve(remote["response_id"]).status)
 
 
+def set_durations(emulator: EmulatorHandle, low: float, high: float | None = None) -> None:
+    """Make the emulator's runs and responses last ``low`` seconds (or between ``low`` and ``high``)."""
+    spread = {"kind": "fixed", "value": low} if high is None else {"kind": "uniform", "min": low, "max": high}
+    emulator.update_profile(run_duration=spread, response_duration=spread)
+
+
 def has_remote_run(record: JobRecord) -> bool:
     """True once the job's remote run (or response) exists and is recorded."""
     return bool(record.remote.get("run_id") or record.remote.get("response_id"))
@@ -129,11 +135,8 @@ def test_fifty_jobs_on_one_thread_run_in_submission_order(
     new_thread: Callable[[], dict[str, str]],
     emulator: EmulatorHandle,
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 0.05},
-        response_duration={"kind": "fixed", "value": 0.05},
-        poll_after_ms=50,
-    )
+    set_durations(emulator, 0.05)
+    emulator.update_profile(poll_after_ms=50)
     worker()
     worker()
     thread = new_thread()
@@ -175,10 +178,7 @@ def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
 def test_a_killed_worker_s_polls_are_finished_by_another(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "uniform", "min": 3, "max": 6},
-        response_duration={"kind": "uniform", "min": 3, "max": 6},
-    )
+    set_durations(emulator, 3, 6)
     doomed = worker("doomed")
     refs = jobs.submit_many([ask(f"long {i}") for i in range(20)])
     # Every run created and recorded: from here on the doomed worker holds only polls.
@@ -279,9 +279,7 @@ def test_cancel_of_a_queued_job_never_reaches_the_api(
     emulator: EmulatorHandle,
     backend: str,
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3}
-    )
+    set_durations(emulator, 3)
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
@@ -296,9 +294,7 @@ def test_cancel_of_a_queued_job_never_reaches_the_api(
 def test_cancel_of_a_running_job_cancels_its_remote_run(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 20}
-    )
+    set_durations(emulator, 20)
     worker()
     ref = jobs.submit(ask("a long one"))
     wait_for(lambda: has_remote_run(jobs.get(ref.id)), 20, "the remote run")
@@ -311,9 +307,7 @@ def test_cancel_of_a_running_job_cancels_its_remote_run(
 def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 30}, response_duration={"kind": "fixed", "value": 30}
-    )
+    set_durations(emulator, 30)
     worker()
     record = jobs.wait(jobs.submit(ask("too slow", deadline_s=2)).id, timeout=30)
     assert record.status == JobStatus.TIMED_OUT
@@ -345,9 +339,7 @@ def test_reject_fails_a_job_on_a_busy_thread(
     new_thread: Callable[[], dict[str, str]],
     emulator: EmulatorHandle,
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 3}, response_duration={"kind": "fixed", "value": 3}
-    )
+    set_durations(emulator, 3)
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
@@ -365,16 +357,12 @@ def test_interrupt_cancels_the_active_run_then_starts(
     new_thread: Callable[[], dict[str, str]],
     emulator: EmulatorHandle,
 ) -> None:
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 20}, response_duration={"kind": "fixed", "value": 20}
-    )
+    set_durations(emulator, 20)
     worker()
     thread = new_thread()
     first = jobs.submit(ask("first", **thread))
     wait_status(jobs, first.id, JobStatus.RUNNING)
-    emulator.update_profile(
-        run_duration={"kind": "fixed", "value": 0.5}, response_duration={"kind": "fixed", "value": 0.5}
-    )
+    set_durations(emulator, 0.5)
     second = jobs.wait(jobs.submit(ask("second", strategy="interrupt", **thread)).id, timeout=30)
     assert second.status == JobStatus.COMPLETED, second.error
     assert jobs.get(first.id).status == JobStatus.CANCELLED
