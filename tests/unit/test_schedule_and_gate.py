@@ -1,0 +1,87 @@
+"""The poll schedule's leases and the shared Retry-After gate, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx2
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from worker.rate_gate import OPEN_CACHE_S, RateGate, RateGateClosed
+from worker.scheduler import AsyncSchedule, Schedule
+
+
+def test_a_claim_hides_an_entry_until_its_lease_ends_then_another_poller_gets_it(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    async def scenario() -> None:
+        Schedule(redis_client).put("job_1", 0.0, {"op": "run"})
+        clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+        first, second = AsyncSchedule(clients[0]), AsyncSchedule(clients[1])
+        held = await first.claim(10, lease_s=0.3)
+        assert [c.job_id for c in held] == ["job_1"] and held[0].meta == {"op": "run"}
+        assert await second.claim(10, lease_s=0.3) == []  # held: invisible to the other poller
+        await asyncio.sleep(0.4)  # the holder died: its lease runs out
+        taken = await second.claim(10, lease_s=5)
+        assert [c.job_id for c in taken] == ["job_1"]
+        # The dead holder's late write changes nothing; the new holder's does.
+        await first.settle([(held[0], 60.0, None)], [])
+        assert await second.claim(10, lease_s=5) == []
+        await second.settle([], [taken[0]])
+        assert Schedule(redis_client).size() == 0
+        for client in clients:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_reschedule_by_a_task_wins_over_the_poller_s_release(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    async def scenario() -> None:
+        schedule = Schedule(redis_client)
+        schedule.put("job_1", 0.0, {"op": "run"})
+        client = aioredis.Redis.from_url(redis_url)
+        poller = AsyncSchedule(client)
+        [claim] = await poller.claim(1, lease_s=5)
+        schedule.put("job_1", 30.0, {"op": "run", "n": 0})  # a finish task resumed polling first
+        await poller.settle([], [claim])  # the poller's release of its hand-off comes late
+        assert schedule.meta("job_1") == {"op": "run", "n": 0}
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def _exchange(method: str, url: str, status: int, retry_after_ms: str | None) -> httpx2.Response:
+    headers = {"retry-after-ms": retry_after_ms} if retry_after_ms else {}
+    return httpx2.Response(status, headers=headers, request=httpx2.Request(method, url))
+
+
+def test_a_429_closes_its_endpoint_for_every_worker_until_the_wait_passes(redis_client: redis.Redis) -> None:
+    here, elsewhere = RateGate(redis_client), RateGate(redis_client)
+    create = httpx2.Request("POST", "http://api/v1/responses")
+    other = httpx2.Request("GET", "http://api/v1/responses/resp_1")
+    here.check(create)
+    elsewhere.check(create)  # both saw the endpoint open
+    here.record(_exchange("POST", "http://api/v1/responses", 429, "600"))
+    with pytest.raises(RateGateClosed):
+        here.check(create)  # closed at once where the 429 arrived
+    time.sleep(OPEN_CACHE_S + 0.05)
+    with pytest.raises(RateGateClosed) as caught:
+        elsewhere.check(create)  # and within the cache time on every other worker
+    assert 0 < caught.value.wait <= 0.6
+    elsewhere.check(other)  # another endpoint stays open
+    time.sleep(0.6)
+    here.check(create)
+    elsewhere.check(create)
+
+
+def test_a_success_or_a_429_without_a_wait_closes_nothing(redis_client: redis.Redis) -> None:
+    gate = RateGate(redis_client)
+    request = httpx2.Request("POST", "http://api/v1/threads")
+    gate.record(_exchange("POST", "http://api/v1/threads", 200, None))
+    gate.record(_exchange("POST", "http://api/v1/threads", 429, None))
+    gate.check(request)
