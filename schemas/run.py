@@ -6,7 +6,7 @@
 answers the tool calls a run job is waiting on.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -398,8 +398,13 @@ def _check_assistants(request: RunRequest, problems: _Problems) -> None:
             f"tools: at most {RUN_TOOLS_MAX} on the assistants backend (a run's override), got {len(tools)}"
         )
         problems.add(("tools",), "too_long", message, len(tools))
+    _check_tools(tools, problems, _assistants_tool_problem)
+
+
+def _check_tools(tools: Sequence[Any], problems: _Problems, problem_of: Callable[[Any], str | None]) -> None:
+    """Report each tool the backend's rule ``problem_of`` refuses, by its index."""
     for index, tool in enumerate(tools):
-        problem = _assistants_tool_problem(tool)
+        problem = problem_of(tool)
         if problem:
             problems.add(("tools", index), "wrong_backend", f"tools[{index}]: {problem}", _tool_type(tool))
 
@@ -427,10 +432,7 @@ def _check_responses(request: RunRequest, problems: _Problems) -> None:
         if _is_set(message.attachments):
             text = "attachments: only on the assistants backend, not responses"
             problems.add(("messages", index, "attachments"), "wrong_backend", text, None)
-    for index, tool in enumerate(request.tools or []):
-        problem = _responses_tool_problem(tool)
-        if problem:
-            problems.add(("tools", index), "wrong_backend", f"tools[{index}]: {problem}", _tool_type(tool))
+    _check_tools(request.tools or [], problems, _responses_tool_problem)
 
 
 def _responses_tool_problem(tool: Any) -> str | None:
