@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import orjson
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
@@ -96,26 +97,28 @@ class ApiCounts:
             self.flush()
 
 
-def instrument(api: Any, counts: ApiCounts) -> None:
-    """Count every request the openai client ``api`` sends, by endpoint and outcome (also connection
-    errors and timeouts, which never reach a response hook). Idempotent."""
-    http = api._client  # the SDK's httpx client: the one place every request passes
-    if getattr(http, "_aj_counted", False):
-        return
-    send = http.send
+class CountingTransport(httpx2.BaseTransport):
+    """Counts every request the SDK client sends, by endpoint and outcome, connection errors and
+    timeouts included (they never reach a response hook). Wraps the client's real transport."""
 
-    def counted_send(request: Any, *args: Any, **kwargs: Any) -> Any:
+    def __init__(self, inner: httpx2.BaseTransport, counts: ApiCounts):
+        self.inner = inner
+        self.counts = counts
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` through the real transport and count how it ended."""
         try:
-            response = send(request, *args, **kwargs)
+            response = self.inner.handle_request(request)
         except Exception as exc:
-            result = "timeout" if "Timeout" in type(exc).__name__ else "connection"
-            counts.add(request.method, request.url.path, result)
+            result = "timeout" if isinstance(exc, httpx2.TimeoutException) else "connection"
+            self.counts.add(request.method, request.url.path, result)
             raise
-        counts.add(request.method, request.url.path, outcome(response.status_code))
+        self.counts.add(request.method, request.url.path, outcome(response.status_code))
         return response
 
-    http.send = counted_send
-    http._aj_counted = True
+    def close(self) -> None:
+        """Close the real transport."""
+        self.inner.close()
 
 
 # --- the exporter ----------------------------------------------------------------------------------
@@ -275,13 +278,6 @@ def process_counts() -> ApiCounts:
     return _COUNTS[pid]
 
 
-def instrument_process(**_: Any) -> None:
-    """Count the API requests of this process's openai client (a Celery signal handler)."""
-    from worker.openai_client import openai_client
-
-    instrument(openai_client(), process_counts())
-
-
 def flush_process(**_: Any) -> None:
     """Write this process's last counts before it exits (a Celery signal handler)."""
     counts = _COUNTS.get(os.getpid())
@@ -290,11 +286,9 @@ def flush_process(**_: Any) -> None:
 
 
 def install_worker_hooks() -> None:
-    """Count API requests in every worker process: pool processes as they start, and the main one
-    (which runs the tasks itself with ``--pool=solo``)."""
-    from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+    """Write each worker process's last API counts as it stops (counting itself is done by the
+    `CountingTransport` every process's openai client is built with)."""
+    from celery.signals import worker_process_shutdown, worker_shutdown
 
-    worker_process_init.connect(instrument_process, weak=False)
-    worker_ready.connect(instrument_process, weak=False)
     worker_process_shutdown.connect(flush_process, weak=False)
     worker_shutdown.connect(flush_process, weak=False)

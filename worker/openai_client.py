@@ -4,20 +4,34 @@ the job machinery, with backoff that honours Retry-After and never holds a worke
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
+import httpx2
 import openai
 
+from worker.metrics import ApiCounts, CountingTransport, process_counts
 from worker.rate_gate import RateGate
 from worker.settings import Settings, get_settings
 
+# The SDK's own connection limits, for the transport we hand it (a given transport replaces its default).
+_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
 
-def make_openai(settings: Settings, gate: RateGate | None = None) -> openai.OpenAI:
-    """A synchronous client from ``settings`` (base URL, key, timeout), without SDK retries; with a
-    ``gate``, every request honours the Retry-After any worker was given for its endpoint."""
+
+def make_openai(
+    settings: Settings, gate: RateGate | None = None, counts: ApiCounts | None = None
+) -> openai.OpenAI:
+    """A synchronous client from ``settings`` (base URL, key, timeout), without SDK retries. With a
+    ``gate``, every request honours the Retry-After any worker was given for its endpoint; with
+    ``counts``, every request is counted for the metrics."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
     http = None
-    if gate is not None:
-        http = openai.DefaultHttpxClient(event_hooks={"request": [gate.check], "response": [gate.record]})
+    if gate is not None or counts is not None:
+        hooks: dict[str, list[Callable[..., Any]]] = (
+            {"request": [gate.check], "response": [gate.record]} if gate else {}
+        )
+        transport = CountingTransport(httpx2.HTTPTransport(limits=_LIMITS), counts) if counts else None
+        http = openai.DefaultHttpxClient(event_hooks=hooks, transport=transport)
     return openai.OpenAI(
         api_key=key,
         base_url=settings.openai_base_url,
@@ -29,10 +43,11 @@ def make_openai(settings: Settings, gate: RateGate | None = None) -> openai.Open
 
 @functools.cache
 def openai_client() -> openai.OpenAI:
-    """This process's client (one connection pool, reused by every task), behind the shared rate gate."""
+    """This process's client (one connection pool, reused by every task), behind the shared rate gate
+    and counted for the metrics."""
     from worker.connections import store
 
-    return make_openai(get_settings(), RateGate(store().redis))
+    return make_openai(get_settings(), RateGate(store().redis), process_counts())
 
 
 def api_base(settings: Settings) -> str:
