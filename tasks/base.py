@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Task, current_app
+from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.steps import Services
 from tasks.threads import ThreadLocks
@@ -22,8 +23,9 @@ class JobTask(Task):  # type: ignore[type-arg,misc]
 
     acks_late = True
     reject_on_worker_lost = True
-    # A Redis blip is worth a short retry; countdowns stay far below the visibility timeout.
-    autoretry_for = (redis.ConnectionError, redis.TimeoutError)
+    # A Redis blip, or a task cut off by its soft time limit (a slow API, a loaded host), is worth a
+    # short retry: every task picks up where it stopped. Countdowns stay far below the visibility timeout.
+    autoretry_for = (redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded)
     retry_backoff = 1
     retry_backoff_max = 10
     max_retries = 5

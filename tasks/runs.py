@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import shared_task
@@ -16,9 +17,14 @@ KIND = "run"
 
 @shared_task(name=c.TASK_START.format(kind=KIND), base=JobTask)
 def start(job_ids: list[str]) -> None:
-    """Start run jobs (a list, so `submit_many` sends few messages)."""
+    """Start run jobs (a list, so `submit_many` sends few messages). Past half the soft time limit the
+    rest goes on in a new message, so a slow API never cuts a chunk off half-way."""
     svc = services()
-    for job_id in job_ids:
+    until = time.monotonic() + svc.settings.task_soft_time_limit * 0.5
+    for index, job_id in enumerate(job_ids):
+        if index and time.monotonic() > until:
+            svc.send(c.TASK_START.format(kind=KIND), [job_ids[index:]])
+            return
         run_flow.start(svc, job_id)
 
 

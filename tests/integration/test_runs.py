@@ -440,3 +440,16 @@ def test_a_job_that_spends_its_retries_is_dead_lettered_and_can_be_retried(
     retried = jobs.retry_dead(ref.id)
     assert jobs.wait(retried.id, timeout=30).status == JobStatus.COMPLETED
     assert jobs.dead() == []
+
+
+def test_a_slow_api_never_strands_jobs_of_a_start_message(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle
+) -> None:
+    # Every create is slow and the soft time limit short: one start message's 20 jobs cannot all be
+    # started within one task.
+    emulator.set_faults(latency_ms=300, methods=["POST"])
+    worker(extra_env={"AJ_TASK_SOFT_TIME_LIMIT": "2", "AJ_TASK_TIME_LIMIT": "3"})
+    refs = jobs.submit_many([ask(f"slow {i}") for i in range(20)])
+    deadline = time.monotonic() + 60
+    records = [jobs.wait(r.id, timeout=max(deadline - time.monotonic(), 0.1)) for r in refs]
+    assert [r.status for r in records] == [JobStatus.COMPLETED] * 20
