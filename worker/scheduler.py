@@ -36,21 +36,31 @@ return out
 """
 
 _RESCHEDULE = """
--- KEYS: polls, meta. ARGV: id, token, due ms, meta ('' to keep)
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
-return 1
+-- KEYS: polls, meta. ARGV: (id, token, due ms, meta or '' to keep) for each entry
+local done = 0
+for i = 1, #ARGV, 4 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+    if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 3]) end
+    done = done + 1
+  end
+end
+return done
 """
 
 _RELEASE = """
--- KEYS: polls, meta. ARGV: id, token
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
+-- KEYS: polls, meta. ARGV: (id, token) for each entry
+local done = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    done = done + 1
+  end
+end
+return done
 """
 
 
@@ -133,23 +143,20 @@ class AsyncSchedule:
     async def settle(
         self, reschedules: Sequence[tuple[Claim, float, dict[str, Any] | None]], releases: Sequence[Claim]
     ) -> None:
-        """Write many outcomes in one round trip: reschedule some claims ``delay`` s ahead, release others."""
-        if not reschedules and not releases:
-            return
-        pipe = self.redis.pipeline(transaction=False)
+        """Write many outcomes at once (one script call each for the reschedules and the releases):
+        reschedule some claims ``delay`` s ahead, release others. A claim whose token no longer matches
+        is left as it is."""
         keys = [c.POLLS_KEY, c.POLL_META_KEY]
-        base = now_ms()
-        for claim, delay, meta in reschedules:
-            args: list[Any] = [
-                claim.job_id,
-                claim.token,
-                base + int(delay * 1000),
-                orjson.dumps(meta) if meta else "",
-            ]
-            await self._reschedule(keys=keys, args=args, client=pipe)
-        for claim in releases:
-            await self._release(keys=keys, args=[claim.job_id, claim.token], client=pipe)
-        await pipe.execute()
+        if reschedules:
+            base = now_ms()
+            args: list[Any] = []
+            for claim, delay, meta in reschedules:
+                due = base + int(delay * 1000)
+                args += [claim.job_id, claim.token, due, orjson.dumps(meta) if meta else ""]
+            await self._reschedule(keys=keys, args=args)
+        if releases:
+            pairs = [x for claim in releases for x in (claim.job_id, claim.token)]
+            await self._release(keys=keys, args=pairs)
 
 
 def _text(value: bytes | str) -> str:
