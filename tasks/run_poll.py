@@ -34,6 +34,7 @@ HANDOFF_FIELDS = (
 """The fields of a run or response the finish step reads; the rest (instructions, tools) stays behind."""
 
 FINISH = task_name(c.TASK_FINISH)
+FINISH_MANY = task_name(c.TASK_FINISH_MANY)
 CANCEL = task_name(c.TASK_CANCEL)
 
 
@@ -63,4 +64,4 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
         if status == "requires_action":
             delay = max(delay, 5.0)
         return Again(delay, {**meta, "n": n, "poll_errors": 0})
-    return Handoff(FINISH, [claim.job_id, {k: body[k] for k in HANDOFF_FIELDS if k in body}])
+    return Handoff(FINISH_MANY, [claim.job_id, {k: body[k] for k in HANDOFF_FIELDS if k in body}], batch=True)

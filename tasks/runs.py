@@ -34,6 +34,15 @@ def finish(job_id: str, body: dict[str, Any]) -> None:
     run_flow.advance(services(), job_id, body)
 
 
+@shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=JobTask)
+def finish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """`finish` for several jobs; run again as a whole on a retry, which is safe: a job already
+    finished is left as it is."""
+    svc = services()
+    for job_id, body in items:
+        run_flow.advance(svc, job_id, body)
+
+
 @shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=JobTask)
 def tool_outputs(job_id: str, outputs: list[dict[str, str]]) -> None:
     """Send tool outputs a producer gave (already checked against the pending calls)."""

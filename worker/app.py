@@ -47,6 +47,7 @@ def configure(app: Celery, s: Settings) -> None:
         task_default_queue=s.queue_runs,
         task_routes={
             "aj.run.finish": {"queue": s.queue_runs_active},
+            "aj.run.finish_many": {"queue": s.queue_runs_active},
             "aj.run.tool_outputs": {"queue": s.queue_runs_active},
             "aj.run.cancel": {"queue": s.queue_runs_active},
             "aj.run.*": {"queue": s.queue_runs},
