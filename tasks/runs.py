@@ -17,10 +17,11 @@ KIND = "run"
 
 @shared_task(name=c.TASK_START.format(kind=KIND), base=JobTask)
 def start(job_ids: list[str]) -> None:
-    """Start run jobs (a list, so `submit_many` sends few messages). Past half the soft time limit the
-    rest goes on in a new message, so a slow API never cuts a chunk off half-way."""
+    """Start run jobs (a list, so `submit_many` sends few messages). Past `START_SLICE_S` the rest goes
+    on in a new message, behind any finishes waiting on `runs.active`: a burst of starts never keeps a
+    pool process from learning of an end for long, and a slow API never cuts a chunk off half-way."""
     svc = services()
-    until = time.monotonic() + svc.settings.task_soft_time_limit * 0.5
+    until = time.monotonic() + min(c.START_SLICE_S, svc.settings.task_soft_time_limit * 0.5)
     for index, job_id in enumerate(job_ids):
         if index and time.monotonic() > until:
             svc.send(c.TASK_START.format(kind=KIND), [job_ids[index:]])

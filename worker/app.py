@@ -6,6 +6,7 @@ result), and Redis transport options that give a killed worker's messages back i
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -93,6 +94,11 @@ class PollerStep(bootsteps.StartStopStep):
             self.poller.stop()
 
 
+QUIET_LOGGERS = ("httpx2", "httpx")
+"""HTTP clients that log every request at INFO: one line per API call is noise in a worker's log and
+costs CPU at thousands of calls a minute. Their warnings and errors still show."""
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """The Celery app for ``settings`` (read from the environment when None)."""
     settings = settings or get_settings()
@@ -101,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery.steps["worker"].add(PollerStep)
     install_worker_hooks()
     install_arg_redaction()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return celery
 
 

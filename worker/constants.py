@@ -83,6 +83,8 @@ METRICS_API_KEY = KEY_PREFIX + "metrics:api"
 
 # --- Celery task names -----------------------------------------------------------------
 # Named per job kind (``aj.run.start``...), so routing by name puts each kind on its own queue.
+START_SLICE_S = 0.25
+"""Longest a run start message works before it passes its remaining jobs on in a new message."""
 TASK_START = "aj.{kind}.start"
 """Start jobs: takes a list of job ids of one kind."""
 TASK_FINISH = "aj.{kind}.finish"

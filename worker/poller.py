@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ CLAIM_BATCH = 500
 """Most entries one claim takes."""
 HANDOFF_BATCH = 20
 """Most batched hand-overs in one message: a pool process finishes them in well under a second."""
+HANDOFF_WAIT_S = 0.05
+"""Longest a batched hand-over waits for others to join it (a fortieth of the default 2 s poll cap)."""
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Poller:
         self._reschedules: list[tuple[Claim, float, dict[str, Any] | None]] = []
         self._releases: list[Claim] = []
         self._batched: dict[str, list[tuple[Claim, list[Any]]]] = {}
+        self._batch_since = 0.0
 
     def start(self) -> None:
         """Start the loop in a background thread."""
@@ -143,7 +147,7 @@ class Poller:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
-                await self._flush(schedule)
+                await self._flush(schedule, final=True)
                 await client.aclose()
 
     async def _loop(self, ctx: PollContext, schedule: AsyncSchedule) -> None:
@@ -187,6 +191,8 @@ class Poller:
         if isinstance(outcome, Again):
             self._reschedules.append((claim, outcome.delay, outcome.meta))
         elif outcome.batch:
+            if not self._batched:
+                self._batch_since = time.monotonic()
             self._batched.setdefault(outcome.task, []).append((claim, outcome.args))
         else:
             await self._dispatch(outcome.task, outcome.args, [claim])
@@ -209,12 +215,19 @@ class Poller:
             except Exception:
                 log.exception("writing poll outcomes failed; leases will bring them back")
 
-    async def _flush(self, schedule: AsyncSchedule) -> None:
+    async def _flush(self, schedule: AsyncSchedule, final: bool = False) -> None:
+        await self._send_batches(final)
+        reschedules, self._reschedules = self._reschedules, []
+        releases, self._releases = self._releases, []
+        await schedule.settle(reschedules, releases)
+
+    async def _send_batches(self, final: bool) -> None:
+        """Send the batched hand-overs once the oldest has waited `HANDOFF_WAIT_S` or a batch is full."""
+        full = any(len(items) >= HANDOFF_BATCH for items in self._batched.values())
+        if not (final or full or time.monotonic() - self._batch_since >= HANDOFF_WAIT_S):
+            return
         batched, self._batched = self._batched, {}
         for task, items in batched.items():
             for i in range(0, len(items), HANDOFF_BATCH):
                 chunk = items[i : i + HANDOFF_BATCH]
                 await self._dispatch(task, [[args for _, args in chunk]], [claim for claim, _ in chunk])
-        reschedules, self._reschedules = self._reschedules, []
-        releases, self._releases = self._releases, []
-        await schedule.settle(reschedules, releases)
