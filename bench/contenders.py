@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +296,7 @@ def summarise(trial: Trial) -> dict[str, Any]:
         "lag_s": percentiles(lags),
         "lag_from_submit_s": percentiles(from_submit),
         "run_created_after_submit_s": {**percentiles(created), "max": round(max(created, default=0), 3)},
+        "peak_in_flight": peak_in_flight(truth.values()),
         "lag_p95_by_completion_s": {
             f"{start}-{start + 10}": percentiles(values)["p95"] for start, values in sorted(by_bucket.items())
         },
@@ -311,6 +312,19 @@ def summarise(trial: Trial) -> dict[str, Any]:
         "notes": trial.notes,
         "lags": [round(x, 4) for x in sorted(lags)],
     }
+
+
+def peak_in_flight(rows: Iterable[dict[str, Any]]) -> int:
+    """Most runs that existed and had not completed at one moment, by the emulator's clock."""
+    steps = sorted(
+        [(row["created_at_precise"], 1) for row in rows]
+        + [(row["completed_at_precise"], -1) for row in rows if row.get("completed_at_precise")]
+    )
+    now = peak = 0
+    for _, step in steps:
+        now += step
+        peak = max(peak, now)
+    return peak
 
 
 def trial_dir() -> Path:

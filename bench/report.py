@@ -38,9 +38,9 @@ def s1_table(result: dict[str, Any]) -> list[str]:
     """The S1 rows as markdown."""
     lines = [
         "| contender, runs | lag p50 / p95 / p99 (s) | lag from submit p95 (s) | requests / run "
-        "(retrieves) | last run created after (s) | wall (s) | CPU s (ms / run) | peak RSS (MB) "
-        "| ended / lost |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "(retrieves) | last run created after (s) | peak in flight | wall (s) | CPU s (ms / run) "
+        "| peak RSS (MB) | ended / lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lag = r["lag_s"]
@@ -49,7 +49,7 @@ def s1_table(result: dict[str, Any]) -> list[str]:
             f"| {r['label']} | {_f(lag['p50'])} / {_f(lag['p95'])} / {_f(lag['p99'])} "
             f"| {_f(r['lag_from_submit_s']['p95'])} "
             f"| {_f(r['requests_per_run'])} ({_f(r['retrieves_per_run'])}) "
-            f"| {_f(created.get('max'), 1)} | {_f(r['wall_s'], 1)} "
+            f"| {_f(created.get('max'), 1)} | {r.get('peak_in_flight', 0):,} | {_f(r['wall_s'], 1)} "
             f"| {_f(r['cpu_s'], 1)} ({_f(r['cpu_ms_per_run'], 1)}) "
             f"| {_f(r['peak_rss_mb'], 0)} | {sum(r['statuses'].values()):,} / {r['lost']:,} |"
         )
