@@ -54,8 +54,9 @@ class Handoff:
     task: str
     args: list[Any] = field(default_factory=list)
     batch: bool = False
-    """``task`` takes a list of such ``args``: the loop joins hand-overs made within one tick into one
-    message (up to `HANDOFF_BATCH`), so a thousand runs ending costs tens of messages, not a thousand."""
+    """``task`` takes a list of such ``args``: the loop joins hand-overs made within `HANDOFF_WAIT_S`
+    into one message (up to `HANDOFF_BATCH`), so a thousand runs ending costs tens of messages, not a
+    thousand."""
 
 
 Outcome = Again | Handoff

@@ -55,6 +55,33 @@ def test_a_reschedule_by_a_task_wins_over_the_poller_s_release(
     asyncio.run(scenario())
 
 
+def test_one_settle_writes_each_claim_it_still_holds_and_skips_the_ones_it_lost(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    async def scenario() -> None:
+        schedule = Schedule(redis_client)
+        for job in ("job_1", "job_2", "job_3", "job_4"):
+            schedule.put(job, 0.0, {"op": "run"})
+        client = aioredis.Redis.from_url(redis_url)
+        poller = AsyncSchedule(client)
+        claims = {c.job_id: c for c in await poller.claim(10, lease_s=5)}
+        # Tasks take job_2 and job_4 back before the poller's outcomes are written.
+        schedule.put("job_2", 30.0, {"op": "run", "n": 7})
+        schedule.put("job_4", 30.0, {"op": "run", "n": 7})
+        await poller.settle(
+            [(claims["job_1"], 60.0, {"op": "run", "n": 1}), (claims["job_2"], 60.0, {"op": "run", "n": 1})],
+            [claims["job_3"], claims["job_4"]],
+        )
+        assert schedule.meta("job_1") == {"op": "run", "n": 1}
+        assert schedule.meta("job_2") == {"op": "run", "n": 7}
+        assert schedule.meta("job_3") is None
+        assert schedule.meta("job_4") == {"op": "run", "n": 7}
+        assert schedule.size() == 3
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
 def _exchange(method: str, url: str, status: int, retry_after_ms: str | None) -> httpx2.Response:
     headers = {"retry-after-ms": retry_after_ms} if retry_after_ms else {}
     return httpx2.Response(status, headers=headers, request=httpx2.Request(method, url))
