@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ from tasks.base import JobTask, services
 from worker import constants as c
 
 KIND = "run"
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name=c.TASK_START.format(kind=KIND), base=JobTask)
@@ -37,11 +40,16 @@ def finish(job_id: str, body: dict[str, Any]) -> None:
 
 @shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=JobTask)
 def finish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
-    """`finish` for several jobs; run again as a whole on a retry, which is safe: a job already
-    finished is left as it is."""
+    """`finish` for several jobs. A Redis hiccup retries the whole batch, which is safe: a job already
+    finished is left as it is. Any other error is one job's: it is logged and the others still finish."""
     svc = services()
     for job_id, body in items:
-        run_flow.advance(svc, job_id, body)
+        try:
+            run_flow.advance(svc, job_id, body)
+        except JobTask.autoretry_for:
+            raise
+        except Exception:
+            log.exception("finishing run job %s failed", job_id)
 
 
 @shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=JobTask)
