@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full clean
 
-# uv installs the project's dependencies several times faster than pip (about 15 s against 60 s from a
+# uv installs the project's dependencies several times faster than pip (13 s against 31-61 s from a
 # cold venv here); pip only fetches uv itself.
 UV := $(BIN)/python -m uv pip install --quiet --python $(BIN)/python
 
