@@ -139,6 +139,8 @@ class JobRecord(BaseModel):
     """How many times a worker has started this job."""
     retries: int = 0
     """Retryable API errors in a row on the current step (reset when a step succeeds)."""
+    redrives: int = 0
+    """How many times the watchdog found the job stopped and sent it on."""
     created_at: float
     started_at: float | None = None
     updated_at: float
@@ -163,7 +165,8 @@ class JobEvent(BaseModel):
     stream_id: str = ""
     """The Redis stream id (empty before it is written)."""
     type: str
-    """`job.queued`, `job.started`, `job.progress`, `job.requires_action` or `job.<end status>`."""
+    """`job.queued`, `job.started`, `job.progress`, `job.redriven`, `job.requires_action` or
+    `job.<end status>`."""
     job_id: str
     kind: JobKind
     status: JobStatus

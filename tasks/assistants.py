@@ -32,8 +32,9 @@ _RUN_FIELDS = (
 )
 
 
-def _beta(client: openai.OpenAI) -> Any:
-    # client.beta still works but warns since the Assistants sunset; that warning is expected here.
+def beta(client: openai.OpenAI) -> Any:
+    """``client.beta`` (threads, runs, assistants) without its deprecation warning: it still works but
+    warns since the Assistants sunset, and this backend exists for servers that still speak it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return client.beta
@@ -61,19 +62,19 @@ class AssistantsBackend:
 
         A retry finds the run carrying this job id in its metadata instead of creating another.
         """
-        beta = _beta(client)
+        api = beta(client)
         thread_id = request.thread_id or record.remote.get("thread_id")
         if thread_id is None:
-            thread = beta.threads.create(metadata={JOB_METADATA_KEY: record.id})
+            thread = api.threads.create(metadata={JOB_METADATA_KEY: record.id})
             thread_id = thread.id
             save({"thread_id": thread_id, "thread_created": True})
         # Only when an earlier create's outcome is unknown (its worker died, its connection dropped)
         # can a run of this job exist already.
-        existing = self._find_run(beta, thread_id, record.id) if maybe_created else None
+        existing = self._find_run(api, thread_id, record.id) if maybe_created else None
         if existing:
             return {"thread_id": thread_id, "run_id": existing}
         params = {f: getattr(request, f) for f in _RUN_FIELDS if getattr(request, f, None) is not None}
-        run = beta.threads.runs.create(
+        run = api.threads.runs.create(
             thread_id,
             assistant_id=request.assistant_id,
             additional_messages=_messages(request) or None,
@@ -83,9 +84,9 @@ class AssistantsBackend:
         return {"thread_id": thread_id, "run_id": run.id}
 
     @staticmethod
-    def _find_run(beta: Any, thread_id: str, job_id: str) -> str | None:
+    def _find_run(api: Any, thread_id: str, job_id: str) -> str | None:
         # One page is enough: our run, if any, is among the thread's newest (the thread was ours to hold).
-        for run in beta.threads.runs.list(thread_id, limit=20, order="desc").data:
+        for run in api.threads.runs.list(thread_id, limit=20, order="desc").data:
             if (run.metadata or {}).get(JOB_METADATA_KEY) == job_id:
                 return str(run.id)
         return None
@@ -113,14 +114,12 @@ class AssistantsBackend:
 
     def result(self, client: openai.OpenAI, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
         """The messages this run wrote: their text, annotations and file ids."""
-        beta = _beta(client)
+        api = beta(client)
         remote = record.remote
         texts: list[str] = []
         annotations: list[dict[str, Any]] = []
         file_ids: list[str] = []
-        page = beta.threads.messages.list(
-            remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100
-        )
+        page = api.threads.messages.list(remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100)
         for message in page:
             if message.role != "assistant":
                 continue
@@ -138,14 +137,14 @@ class AssistantsBackend:
     ) -> dict[str, Any]:
         """``runs.submit_tool_outputs``; the run id stays the same."""
         remote = record.remote
-        _beta(client).threads.runs.submit_tool_outputs(
+        beta(client).threads.runs.submit_tool_outputs(
             remote["run_id"], thread_id=remote["thread_id"], tool_outputs=outputs
         )
         return {}
 
     def cancel(self, client: openai.OpenAI, remote: dict[str, Any]) -> None:
         """``runs.cancel``."""
-        _beta(client).threads.runs.cancel(remote["run_id"], thread_id=remote["thread_id"])
+        beta(client).threads.runs.cancel(remote["run_id"], thread_id=remote["thread_id"])
 
     def cancellable(self, record: JobRecord) -> bool:
         """A run can be cancelled in every non-ended state, requires_action included."""

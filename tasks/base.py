@@ -1,21 +1,43 @@
-"""What every task shares: the base class (late acks, retry on broker/store hiccups) and the
-per-process services the flows run on."""
+"""What every task shares: the base class and the per-process services the flows run on.
+
+The base class carries the cross-cutting rules once, so task bodies stay thin:
+
+- late acks and a redelivery when the worker dies: every task is idempotent and picks up where it stopped;
+- a short retry on a Redis blip or a soft time limit;
+- when the task is done with a message, each job it carried either has its next entry on the schedule or
+  is no longer waiting on this message (`after_return` clears the parked entry, see `worker.dispatch`);
+- a task that gives up (an unexpected error, or its retries spent) ends its jobs ``failed`` with the error
+  and dead-letters them, through the kind's own ``fail`` (which, for runs, also frees the thread): a job
+  never stays stuck because a task raised.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
-from celery import Task, current_app
+from celery import Task, current_app, states
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.steps import Services
-from tasks.threads import ThreadLocks
+from schemas.job import JobError
+from tasks.steps import Services, internal_error
+from tasks.tools import Tools
+from worker import constants as c
 from worker.connections import store
+from worker.dispatch import Dispatcher, job_ids_of
 from worker.openai_client import openai_client
-from worker.scheduler import Schedule
 from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+Fail = Callable[[Services, str, JobError], None]
+"""Ends one job ``failed`` with an error (dead-lettered), the way its kind ends jobs."""
+
+RETRIED = (redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded)
+"""Errors worth a short retry of the whole task: a Redis blip, or a slow API cutting a task off."""
 
 
 class JobTask(Task):  # type: ignore[type-arg,misc]
@@ -23,28 +45,73 @@ class JobTask(Task):  # type: ignore[type-arg,misc]
 
     acks_late = True
     reject_on_worker_lost = True
-    # A Redis blip, or a task cut off by its soft time limit (a slow API, a loaded host), is worth a
-    # short retry: every task picks up where it stopped. Countdowns stay far below the visibility timeout.
-    autoretry_for = (redis.ConnectionError, redis.TimeoutError, SoftTimeLimitExceeded)
+    # Countdowns stay far below the visibility timeout, so a retry is never delivered twice.
+    autoretry_for = RETRIED
     retry_backoff = 1
     retry_backoff_max = 10
     max_retries = 5
 
+    def fail_job(self, svc: Services, job_id: str, error: JobError) -> None:
+        """End one job this task gave up on, the way its kind ends jobs (kinds override this)."""
 
-def send(name: str, args: list[Any]) -> None:
-    """Dispatch a task by name on its kind's queue."""
-    current_app.send_task(name, args=args)
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """The message is done with: clear the parked entry of each job it carried that no step moved on.
+        Not after a retry, whose new message carries the jobs on (under the same task id)."""
+        if status == states.RETRY:
+            return
+        try:
+            store().schedule.clear_sent(job_ids_of(args or []), task_id)
+        except redis.RedisError:
+            log.warning("could not clear the schedule after task %s; the watchdog will look", task_id)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """The task gave up: end its jobs ``failed`` (dead-lettered), unless Redis itself is away, in which
+        case nothing can be written and the watchdog re-drives them once it is back."""
+        if isinstance(exc, redis.RedisError):
+            return
+        svc = services()
+        for job_id in job_ids_of(args or []):
+            fail_quietly(svc, job_id, internal_error(exc, f"task {self.name}"), self.fail_job)
+
+
+def fail_quietly(svc: Services, job_id: str, error: JobError, fail: Fail) -> None:
+    """End one job with ``error``, logging rather than raising if even that fails."""
+    try:
+        fail(svc, job_id, error)
+    except Exception:
+        log.exception("could not end job %s after its task failed", job_id)
+
+
+def each_job(svc: Services, job_ids: Iterable[str], step: Callable[[str], None], fail: Fail) -> None:
+    """Run ``step`` for each job of a multi-job message. A Redis blip or a soft time limit retries the
+    whole message (every step is idempotent); any other error is that job's alone: it ends ``failed``
+    and the others carry on."""
+    for job_id in job_ids:
+        try:
+            step(job_id)
+        except RETRIED:
+            raise
+        except Exception as exc:
+            log.exception("job %s failed in its step", job_id)
+            fail_quietly(svc, job_id, internal_error(exc, "its step"), fail)
+
+
+def publish(name: str, args: list[Any], task_id: str) -> None:
+    """Publish a task by name on its kind's queue, under a task id chosen by the caller."""
+    current_app.send_task(name, args=args, task_id=task_id)
 
 
 @functools.cache
 def services() -> Services:
     """This process's services."""
+    settings = get_settings()
     st = store()
     return Services(
-        settings=get_settings(),
+        settings=settings,
         store=st,
-        schedule=Schedule(st.redis),
-        locks=ThreadLocks(st.redis),
         client=openai_client(),
-        send=send,
+        dispatcher=Dispatcher(st.schedule, publish, c.OUTBOX_GRACE_S),
+        tools=Tools.from_modules(settings.tool_modules),
     )

@@ -10,63 +10,38 @@ timeout or the message is delivered twice. A dry run stops after the plan and li
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import openai
-import orjson
-import redis
 
 from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.requests import CleanupRequest, CleanupTarget
 from tasks import cleanup_targets as targets
+from tasks.assistants import beta
 from tasks.cleanup_targets import Findings, Scope
-from tasks.errors import classify
-from tasks.steps import Services
+from tasks.steps import Services, cancel_end, count_redrive, stalled_error
 from worker import constants as c
-from worker import inventory
-from worker.inventory import Conversational
+from worker.errors import classify
+from worker.store.cleanup import Pace
+from worker.store.inventory import Conversational, Inventory
 
 KIND = "cleanup"
 
-# Spaces deletes evenly across every sweep on every host: each caller takes the next free slot.
-_PACE = """
--- KEYS: pace. ARGV: now, gap (seconds). Returns the seconds to wait before the reserved slot.
-local now = tonumber(ARGV[1])
-local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-local nxt = at + tonumber(ARGV[2])
-redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
-return string.format('%.6f', at - now)
-"""
 
-
-class Pace:
-    """The shared delete rate: at most ``per_s`` deletes a second across all clean-up tasks."""
-
-    def __init__(self, client: redis.Redis, per_s: float):
-        self.gap = 1.0 / per_s
-        self._reserve = client.register_script(_PACE)
-
-    def wait(self, until: float) -> bool:
-        """Sleep until the next free slot; False, without sleeping, when it is past ``until`` (monotonic)."""
-        delay = float(self._reserve(keys=[c.CLEANUP_PACE_KEY], args=[f"{time.time():.6f}", self.gap]))
-        if time.monotonic() + delay > until:
-            return False
-        time.sleep(delay)
-        return True
-
-
-def _delete_thread(api: openai.OpenAI, object_id: str) -> None:
-    with warnings.catch_warnings():
-        # client.beta still works but warns since the Assistants sunset; that warning is expected here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        api.beta.threads.delete(object_id)
+def wait_for_slot(pace: Pace, until: float) -> bool:
+    """Sleep until the next free slot of the shared delete rate; False, without sleeping, when the slot
+    is past ``until`` (monotonic)."""
+    delay = pace.reserve()
+    if time.monotonic() + delay > until:
+        return False
+    time.sleep(delay)
+    return True
 
 
 DELETERS: dict[CleanupTarget, Callable[[openai.OpenAI, str], Any]] = {
-    CleanupTarget.THREADS: _delete_thread,
+    CleanupTarget.THREADS: lambda api, object_id: beta(api).threads.delete(object_id),
     CleanupTarget.CONVERSATIONS: lambda api, object_id: api.conversations.delete(object_id),
     CleanupTarget.VECTOR_STORES: lambda api, object_id: api.vector_stores.delete(object_id),
     CleanupTarget.FILES: lambda api, object_id: api.files.delete(object_id),
@@ -74,16 +49,16 @@ DELETERS: dict[CleanupTarget, Callable[[openai.OpenAI, str], Any]] = {
 """The API call that deletes one object of each remote target."""
 
 
-def forget(client: redis.Redis, target: CleanupTarget, object_id: str) -> None:
+def forget(inventory: Inventory, target: CleanupTarget, object_id: str) -> None:
     """Take a deleted (or vanished) object out of the inventory."""
     if target == CleanupTarget.THREADS:
-        inventory.forget(client, Conversational.THREAD, object_id)
+        inventory.forget(Conversational.THREAD, object_id)
     elif target == CleanupTarget.CONVERSATIONS:
-        inventory.forget(client, Conversational.CONVERSATION, object_id)
+        inventory.forget(Conversational.CONVERSATION, object_id)
     elif target == CleanupTarget.VECTOR_STORES:
-        inventory.forget_store(client, object_id)
+        inventory.forget_store(object_id)
     elif target == CleanupTarget.FILES:
-        inventory.forget_file(client, object_id)
+        inventory.forget_file(object_id)
 
 
 @dataclass(frozen=True)
@@ -101,39 +76,44 @@ def delete_one(
 ) -> Outcome | None:
     """Delete one object at the shared pace: a 404 counts as already gone, any other error is the item's
     own. None when the pace leaves no slot before ``until``: the caller stops its chunk there."""
-    redis_client = svc.store.redis
-    reason = targets.still_deletable(redis_client, target, object_id, scope)
+    reason = targets.still_deletable(svc.store, target, object_id, scope)
     if reason is not None:
         return Outcome("skipped", {"id": object_id, "reason": reason})
-    if not pace.wait(until):
+    if not wait_for_slot(pace, until):
         return None
     try:
         DELETERS[target](svc.client, object_id)
     except openai.NotFoundError:
-        forget(redis_client, target, object_id)
+        forget(svc.store.inventory, target, object_id)
         return Outcome("already_gone")
     except openai.APIError as exc:
         error = classify(exc)
         return Outcome("failed", {"id": object_id, "code": error.code, "message": error.message})
-    forget(redis_client, target, object_id)
+    forget(svc.store.inventory, target, object_id)
     return Outcome("deleted")
 
 
 # --- the job -----------------------------------------------------------------------------------
 def run(svc: Services, job_id: str) -> None:
     """Carry a clean-up job one step: plan it if new, then delete until the chunk's time is up."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
     request = CleanupRequest.model_validate(record.request)
     scope = scope_of(svc, request)
-    if record.status == JobStatus.QUEUED:
-        record = svc.store.set_status(job_id, JobStatus.RUNNING)
-    if record.progress is None:
-        record = plan(svc, record, request, scope)
-        if record.status.ended:
+    # One task at a time works on a job: a duplicate message must not plan twice or delete in parallel.
+    with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
+        if not mine:
             return
-    work(svc, record, scope)
+        if record.status == JobStatus.QUEUED:
+            record = svc.store.jobs.set_status(job_id, JobStatus.RUNNING)
+        if record.progress is None:
+            record = plan(svc, record, request, scope)
+            if record.status.ended:
+                return
+        more = work(svc, record, scope)
+    if more:
+        svc.send(c.TASK_START.format(kind=KIND), [[record.id]])
 
 
 def scope_of(svc: Services, request: CleanupRequest) -> Scope:
@@ -153,35 +133,29 @@ def plan(svc: Services, record: JobRecord, request: CleanupRequest, scope: Scope
 
     A dry run ends here, completed, listing what it would delete.
     """
-    client = svc.store.redis
     result: dict[str, Any] = {"dry_run": request.dry_run, "targets": {}}
-    todo: list[bytes] = []
+    todo: list[dict[str, Any]] = []
     for target in request.targets:
         try:
-            found = targets.find(target, client, svc.client, scope, request.dry_run)
+            found = targets.find(target, svc.store, svc.client, scope, request.dry_run)
         except openai.APIError as exc:
             # One target's listing failing leaves the others to run.
             error = classify(exc)
             result["targets"][target.value] = {"error": {"code": error.code, "message": error.message}}
             continue
         result["targets"][target.value] = report(found, request.dry_run)
-        todo += [orjson.dumps({"t": target.value, "id": object_id}) for object_id in found.delete]
+        todo += [{"t": target.value, "id": object_id} for object_id in found.delete]
         if not request.dry_run:
             for object_id in found.gone:
-                forget(client, target, object_id)
+                forget(svc.store.inventory, target, object_id)
     _totals(result)
-    key = c.CLEANUP_TODO_KEY.format(job_id=record.id)
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(key)
-    if todo and not request.dry_run:
-        pipe.rpush(key, *todo)
-        pipe.expire(key, int(max((record.deadline_at or time.time()) - time.time(), 0)) + 3600)
-    pipe.execute()
+    keep_s = int(max((record.deadline_at or time.time()) - time.time(), 0)) + 3600
+    svc.store.cleanup.plan(record.id, [] if request.dry_run else todo, keep_s)
     total = 0 if request.dry_run else len(todo)
     progress = Progress(total=total, in_progress=total)
     if request.dry_run or not todo:
-        return svc.store.set_status(record.id, JobStatus.COMPLETED, result=result, progress=progress)
-    return svc.store.update(
+        return svc.store.jobs.set_status(record.id, JobStatus.COMPLETED, result=result, progress=progress)
+    return svc.store.jobs.update(
         record.id, lambda r: r.model_copy(update={"result": result, "progress": progress})
     )
 
@@ -216,38 +190,35 @@ def _totals(result: dict[str, Any]) -> None:
     result["failed"] = sum(p["failed"] for p in parts)
 
 
-def work(svc: Services, record: JobRecord, scope: Scope) -> None:
-    """Delete from the job's queue until it is empty (the job completes), the chunk's time is up (the
-    next chunk is sent), or the job's deadline passes or a cancel arrives (the job ends)."""
-    client = svc.store.redis
-    key = c.CLEANUP_TODO_KEY.format(job_id=record.id)
+def work(svc: Services, record: JobRecord, scope: Scope) -> bool:
+    """Delete from the job's list until it is empty (the job completes), the chunk's time is up (True:
+    the caller sends the next chunk), or the job's deadline passes or a cancel arrives (the job ends)."""
+    todo = svc.store.cleanup
     until = time.monotonic() + svc.settings.task_soft_time_limit / 2
-    pace = Pace(client, svc.settings.cleanup_deletes_per_s)
+    pace = svc.store.pace(svc.settings.cleanup_deletes_per_s)
     done: list[tuple[CleanupTarget, str, Outcome]] = []
-    job_key = c.JOB_KEY.format(id=record.id)
     while True:
-        status = client.hget(job_key, "status")
-        if status is None or JobStatus(_text(status)).ended:
-            return  # cancelled (or expired) meanwhile: what was deleted so far is lost from the count only
+        current = svc.store.jobs.get(record.id)
+        if current is None or current.status.ended:
+            return (
+                False  # cancelled (or expired) meanwhile: what was deleted so far is lost from the count only
+            )
         if record.deadline_at and time.time() > record.deadline_at:
             _flush(svc, record.id, done, end=JobStatus.TIMED_OUT)
-            client.delete(key)
-            return
-        raw = client.lindex(key, 0)
-        if raw is None:
+            todo.drop(record.id)
+            return False
+        item = todo.head(record.id)
+        if item is None:
             _flush(svc, record.id, done, end=JobStatus.COMPLETED)
-            client.delete(key)
-            return
-        item = orjson.loads(raw)
+            todo.drop(record.id)
+            return False
         target = CleanupTarget(item["t"])
         outcome = (
             None if time.monotonic() >= until else delete_one(svc, pace, target, item["id"], scope, until)
         )
         if outcome is None:
-            if _flush(svc, record.id, done, end=None):
-                svc.send(c.TASK_START.format(kind=KIND), [[record.id]])
-            return
-        client.lpop(key)
+            return _flush(svc, record.id, done, end=None)
+        todo.pop(record.id)
         done.append((target, item["id"], outcome))
 
 
@@ -279,10 +250,10 @@ def _flush(
                 )
         return record
 
-    before = svc.store.get(job_id)
+    before = svc.store.jobs.get(job_id)
     if before is None or before.status.ended:
         return False
-    svc.store.update(job_id, change, event="job.progress" if end is None else None)
+    svc.store.jobs.update(job_id, change, event="job.progress" if end is None else None)
     return True
 
 
@@ -305,17 +276,27 @@ def _count(part: dict[str, Any], object_id: str, outcome: Outcome) -> None:
     part["candidates"] -= 1 if outcome.what == "skipped" else 0
 
 
-def cancel(svc: Services, job_id: str) -> None:
-    """Stop a clean-up job: it ends cancelled with what it deleted so far; the next chunk stops at once."""
-    record = svc.store.try_set_status(job_id, JobStatus.CANCELLED)
+def cancel(svc: Services, job_id: str, reason: str = "requested") -> None:
+    """Stop a clean-up job: it ends cancelled (or timed out) with what it deleted so far; the next chunk
+    stops at once."""
+    final, error = cancel_end(reason, "its remaining deletes were")
+    record = svc.store.jobs.try_set_status(job_id, final, error=error)
     if record is not None:
-        svc.store.redis.delete(c.CLEANUP_TODO_KEY.format(job_id=job_id))
+        svc.store.cleanup.drop(job_id)
 
 
-def first_and_rest(job_ids: list[str]) -> tuple[str, list[str]]:
-    """The job this task runs now and the ones it hands to tasks of their own (each may take a full chunk)."""
-    return job_ids[0], job_ids[1:]
+def fail(svc: Services, job_id: str, error: JobError) -> None:
+    """End the job ``failed`` with ``error`` and dead-letter it (a step gave up, or it stalled for good)."""
+    if svc.store.jobs.try_set_status(job_id, JobStatus.FAILED, error=error, dead=True) is not None:
+        svc.store.cleanup.drop(job_id)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def redrive(svc: Services, job_id: str) -> None:
+    """Send on a job the watchdog found stopped: its next chunk (which plans it first if it never was)."""
+    record = count_redrive(svc, job_id)
+    if record is None:
+        return
+    if record.redrives > svc.settings.max_redrives:
+        fail(svc, job_id, stalled_error(record.redrives - 1))
+    else:
+        svc.send(c.TASK_START.format(kind=KIND), [[job_id]])

@@ -24,13 +24,23 @@ import openai
 from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.limits import METADATA_MAX_PAIRS, RESERVED_METADATA_KEY
 from schemas.requests import VectorStoreBatchRequest
-from tasks.backoff import error_delay
-from tasks.errors import classify
-from tasks.index_poll import merge_progress
-from tasks.index_uploads import Uploader, bad_paths_error, check_paths, recorded, upload_lock
-from tasks.steps import Services, deadline_error, defer, ended_by_poll, retry_or_fail
+from tasks.index_poll import with_progress
+from tasks.index_uploads import Uploader, bad_paths_error, check_paths
+from tasks.steps import (
+    Services,
+    cancel_end,
+    count_redrive,
+    deadline_error,
+    defer,
+    ended_by_poll,
+    retry_or_fail,
+    stalled_error,
+)
 from worker import constants as c
-from worker import inventory
+from worker.backoff import error_delay
+from worker.errors import classify
+from worker.polls import BatchPoll
+from worker.store.inventory import managed_metadata
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +69,14 @@ def _budget(svc: Services) -> float:
 
 
 def _set_remote(svc: Services, job_id: str, **updates: Any) -> JobRecord:
-    return svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
+    return svc.store.jobs.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
 
 
 # --- start ------------------------------------------------------------------------------------
 def start(svc: Services, job_id: str) -> None:
     """Check every path (all bad ones named in one error, nothing uploaded), mark the job running and
     send the prepare step. Safe to run again."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
     if record.deadline_at and time.time() > record.deadline_at:
@@ -88,7 +98,7 @@ def start(svc: Services, job_id: str) -> None:
             r.remote = {**r.remote, "checked": True, "skipped_paths": skipped}
             return r
 
-        record = svc.store.update(job_id, begin)
+        record = svc.store.jobs.update(job_id, begin)
         if record.status.ended:
             return
     svc.send(PREPARE, [job_id])
@@ -98,7 +108,7 @@ def start(svc: Services, job_id: str) -> None:
 def prepare(svc: Services, job_id: str) -> None:
     """Do the next piece of preparation: the store, a chunk of uploads, or the batches; then either
     send itself again for the rest or put the job on the poll schedule."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended or record.remote.get("prepared"):
         return  # a redelivered prepare of a job already polled must not restart its rounds
     if record.deadline_at and time.time() > record.deadline_at:
@@ -106,7 +116,7 @@ def prepare(svc: Services, job_id: str) -> None:
         return
     until = time.monotonic() + _budget(svc)
     try:
-        with upload_lock(svc.store.redis, job_id, svc.settings.task_time_limit) as mine:
+        with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
             # Another task holding the lock sends whatever follows; ours would only race it.
             step = _prepare_step(svc, record, until) if mine else Step.NONE
     except openai.OpenAIError as exc:
@@ -116,7 +126,7 @@ def prepare(svc: Services, job_id: str) -> None:
     if step == Step.AGAIN:
         svc.send(PREPARE, [job_id])
     elif step == Step.POLL:
-        _poll_round(svc, svc.store.require(job_id), 0)
+        _poll_round(svc, svc.store.jobs.require(job_id), 0)
         _set_remote(svc, job_id, prepared=True)  # after the poll is on the schedule, so none is lost
 
 
@@ -137,7 +147,7 @@ def _prepare_step(svc: Services, record: JobRecord, until: float) -> Step:
     step = _upload(svc, record, request, until)
     if step != Step.POLL:
         return step
-    record = svc.store.require(record.id)
+    record = svc.store.jobs.require(record.id)
     if record.status.ended:
         return Step.NONE
     ids = _file_ids(svc, record, request)
@@ -145,10 +155,10 @@ def _prepare_step(svc: Services, record: JobRecord, until: float) -> Step:
         error = JobError(code="no_files", message="every path was skipped as bad; there is nothing to index")
         end(svc, record.id, JobStatus.FAILED, result=_result(svc, record, {}, []), error=error)
         return Step.NONE
-    svc.store.update(record.id, lambda r: _with_progress(r, Progress(total=len(ids))))
+    svc.store.jobs.update(record.id, lambda r: with_progress(r, Progress(total=len(ids))))
     if not _create_batches(svc, record, request, ids, 0, until):
         return Step.AGAIN
-    return Step.NONE if svc.store.require(record.id).status.ended else Step.POLL
+    return Step.NONE if svc.store.jobs.require(record.id).status.ended else Step.POLL
 
 
 def _ensure_store(svc: Services, record: JobRecord, request: VectorStoreBatchRequest) -> JobRecord:
@@ -170,13 +180,13 @@ def _ensure_store(svc: Services, record: JobRecord, request: VectorStoreBatchReq
         if new.chunking_strategy is not None:
             params["chunking_strategy"] = new.chunking_strategy.model_dump(mode="json")
         found = svc.client.vector_stores.create(**params).id
-    inventory.record_store(svc.store.redis, found)
+    svc.store.inventory.record_store(found)
     return _set_remote(svc, record.id, vector_store_id=found, store_created=True)
 
 
 def _store_metadata(given: dict[str, str], job_id: str) -> dict[str, str]:
     """The producer's metadata plus ours (``managed_by`` first) as far as the 16 pairs allow."""
-    ours = {**inventory.managed_metadata(), RESERVED_METADATA_KEY: job_id}
+    ours = {**managed_metadata(), RESERVED_METADATA_KEY: job_id}
     room = METADATA_MAX_PAIRS - len(given)
     extra = {k: v for k, v in list(ours.items())[: max(room, 0)] if k not in given}
     return {**given, **extra}
@@ -199,11 +209,11 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
     s = svc.settings
     uploader = Uploader(
         svc.client,
-        svc.store.redis,
+        svc.store.uploads,
+        svc.store.inventory,
         record.id,
         concurrency=s.upload_concurrency,
         request_timeout=max(min(s.openai_timeout, s.task_soft_time_limit * 0.4), 1.0),
-        ttl_s=s.result_ttl,
     )
     chunk = uploader.run(paths, max(until - time.monotonic(), 0.0))
     if chunk.error is not None:
@@ -230,7 +240,7 @@ def _good_paths(record: JobRecord, request: VectorStoreBatchRequest) -> list[str
 def _file_ids(svc: Services, record: JobRecord, request: VectorStoreBatchRequest) -> list[str]:
     """Every file id to index, in a fixed order (given ids, then uploads in path order), so the
     slices of a retried step are the same as the first time."""
-    uploads = recorded(svc.store.redis, record.id) if request.paths else {}
+    uploads = svc.store.uploads.recorded(record.id) if request.paths else {}
     from_paths = [uploads[p] for p in _good_paths(record, request)]
     return list(dict.fromkeys([*request.file_ids, *from_paths]))
 
@@ -262,7 +272,7 @@ def _create_batches(
             return False
         batch = svc.client.vector_stores.file_batches.create(vs_id, file_ids=chunk, **params)
         entry = {"id": batch.id, "round": round_, "slice": index, "files": len(chunk)}
-        record = svc.store.update(record.id, functools.partial(_add_batch, entry=entry))
+        record = svc.store.jobs.update(record.id, functools.partial(_add_batch, entry=entry))
         if record.status.ended:  # cancelled meanwhile: do not leave this batch running
             _cancel_batches(svc, vs_id, [batch.id])
             return True
@@ -274,38 +284,26 @@ def _add_batch(record: JobRecord, entry: dict[str, Any]) -> JobRecord:
     return record
 
 
-def _with_progress(record: JobRecord, progress: Progress) -> JobRecord | None:
-    merged = merge_progress(record.progress, progress)
-    if merged is None or record.status.ended:
-        return None
-    record.progress = merged
-    return record
-
-
 def _poll_round(svc: Services, record: JobRecord, round_: int, base: dict[str, int] | None = None) -> None:
     """Put the job on the poll schedule for its round's batches."""
-    total = record.progress.total if record.progress else 0
-    meta = {
-        "op": "batch",
-        "vs": record.remote["vector_store_id"],
-        "open": [b["id"] for b in record.remote.get("batches", []) if b["round"] == round_],
-        "done": {},
-        "n": 0,
-        "dl": record.deadline_at,
-        "total": total,
-        "base": base or {},
-        "round": round_,
-    }
-    svc.schedule.put(record.id, svc.settings.poll_first, meta)
+    entry = BatchPoll(
+        vector_store_id=record.remote["vector_store_id"],
+        open=[b["id"] for b in record.remote.get("batches", []) if b["round"] == round_],
+        total=record.progress.total if record.progress else 0,
+        base=base or {},
+        round=round_,
+        deadline=record.deadline_at,
+    )
+    svc.store.schedule.put(record.id, entry, svc.settings.poll_first)
 
 
 # --- finish: failed files, retry rounds, the result -------------------------------------------
 def finish(svc: Services, job_id: str, body: dict[str, Any]) -> None:
     """Act on a poll that saw every batch of the round end (or an error, or the deadline): retry the
     failed files in a new round when the request asks, else write the result and end the job."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
-        svc.schedule.remove(job_id)
+        svc.store.schedule.remove(job_id)
         return
     if ended_by_poll(
         body, lambda status, **fields: end(svc, job_id, status, **fields), "its open batches were"
@@ -324,7 +322,7 @@ def _settle_round(svc: Services, record: JobRecord, seen: dict[str, Any]) -> Non
     if not current or set(seen) != current:
         log.info("job %s: ignoring a finish for batches of an earlier round", record.id)
         return
-    record = svc.store.update(record.id, lambda r: _with_counts(r, seen))
+    record = svc.store.jobs.update(record.id, lambda r: _with_counts(r, seen))
     vs_id = record.remote["vector_store_id"]
     batches = [b for b in record.remote.get("batches", []) if b["round"] == round_]
     failed = _failed_files(svc, vs_id, batches)
@@ -336,7 +334,7 @@ def _settle_round(svc: Services, record: JobRecord, seen: dict[str, Any]) -> Non
     result = _result(svc, record, failed, record.remote.get("first_failed", []))
     total = record.progress.total if record.progress else len(failed)
     final = Progress(completed=total - len(failed), failed=len(failed), total=total)
-    svc.store.update(record.id, lambda r: _with_progress(r, final))
+    svc.store.jobs.update(record.id, lambda r: with_progress(r, final))
     if failed:
         error = JobError(
             code="files_failed",
@@ -385,16 +383,24 @@ def _retry_round(
     # No time budget here: a retry round is a few batches at most (the failed files only).
     _create_batches(svc, record, request, ids, round_, float("inf"))
     record = _set_remote(svc, record.id, round=round_)
+    _poll_round(svc, record, round_, _retry_base(record, round_))
+
+
+def _retry_base(record: JobRecord, round_: int) -> dict[str, int]:
+    """What earlier rounds settled, for a round's progress: in a retry round every other file completed
+    and the retried ones count as failed until they recover (see `tasks.index_poll`)."""
+    ids = record.remote.get(f"retry_{round_}") or []
+    if not round_ or not ids:
+        return {}
     total = record.progress.total if record.progress else len(ids)
-    base = {"completed": total - len(ids), "failed": len(ids)}
-    _poll_round(svc, record, round_, base)
+    return {"completed": total - len(ids), "failed": len(ids)}
 
 
 def _result(
     svc: Services, record: JobRecord, failed: dict[str, dict[str, Any]], first_failed: Sequence[str]
 ) -> dict[str, Any]:
     vs_id = record.remote.get("vector_store_id")
-    paths = {file_id: path for path, file_id in recorded(svc.store.redis, record.id).items()}
+    paths = {file_id: path for path, file_id in svc.store.uploads.recorded(record.id).items()}
 
     def named(file_id: str) -> dict[str, Any]:
         return {"file_id": file_id, **({"path": paths[file_id]} if file_id in paths else {})}
@@ -425,10 +431,9 @@ def _result(
 # --- cancel and end ---------------------------------------------------------------------------
 def cancel(svc: Services, job_id: str, reason: str = "requested") -> None:
     """Cancel the job's open batches and end it: `cancelled` on request, `timed_out` past its deadline."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
-    final = JobStatus.TIMED_OUT if reason == "deadline" else JobStatus.CANCELLED
     vs_id = record.remote.get("vector_store_id")
     round_ = int(record.remote.get("round", 0))
     open_ids = [
@@ -448,13 +453,8 @@ def cancel(svc: Services, job_id: str, reason: str = "requested") -> None:
         "skipped_paths": record.remote.get("skipped_paths", []),
         "partial": True,
     }
-    end(
-        svc,
-        job_id,
-        final,
-        result=result,
-        error=deadline_error("its open batches were") if reason == "deadline" else None,
-    )
+    final, error = cancel_end(reason, "its open batches were")
+    end(svc, job_id, final, result=result, error=error)
 
 
 def _cancel_batches(svc: Services, vs_id: str, batch_ids: Sequence[str]) -> list[str]:
@@ -473,9 +473,31 @@ def _cancel_batches(svc: Services, vs_id: str, batch_ids: Sequence[str]) -> list
 
 
 def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> None:
-    """Write the job's end state and take it off the poll schedule."""
-    svc.store.try_set_status(job_id, status, dead=dead, **fields)
-    svc.schedule.remove(job_id)
+    """Write the job's end state (which takes it off the poll schedule)."""
+    svc.store.jobs.try_set_status(job_id, status, dead=dead, **fields)
+
+
+def fail(svc: Services, job_id: str, error: JobError) -> None:
+    """End the job ``failed`` with ``error`` and dead-letter it (a step gave up, or it stalled for good)."""
+    end(svc, job_id, JobStatus.FAILED, error=error, dead=True)
+
+
+def redrive(svc: Services, job_id: str) -> None:
+    """Send on a job the watchdog found stopped: poll its round's batches when they all exist, else send
+    the step it was in (start or prepare). One stall too many ends it ``failed`` with code ``stalled``."""
+
+    record = count_redrive(svc, job_id)
+    if record is None:
+        return
+    if record.redrives > svc.settings.max_redrives:
+        fail(svc, job_id, stalled_error(record.redrives - 1))
+    elif record.remote.get("prepared"):
+        round_ = int(record.remote.get("round", 0))
+        _poll_round(svc, record, round_, _retry_base(record, round_))
+    elif record.status == JobStatus.QUEUED:
+        svc.send(c.TASK_START.format(kind=KIND), [[job_id]])
+    else:
+        svc.send(PREPARE, [job_id])
 
 
 def _retry_or_fail(svc: Services, job_id: str, exc: openai.OpenAIError, task: str, args: list[Any]) -> None:
@@ -486,4 +508,4 @@ def _retry_or_fail(svc: Services, job_id: str, exc: openai.OpenAIError, task: st
         log.warning("indexing job %s failed: %s", job_id, error.message)
         end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
 
-    retry_or_fail(svc, svc.store.require(job_id), exc, task, args, fail)
+    retry_or_fail(svc, svc.store.jobs.require(job_id), exc, task, args, fail)

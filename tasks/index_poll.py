@@ -20,6 +20,7 @@ During a retry round ``base`` carries what earlier rounds settled: files retried
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,11 +28,13 @@ import aiohttp
 import orjson
 
 from schemas.job import JobRecord, Progress
-from tasks.backoff import compute_delay
 from tasks.poll_outcomes import failed, http_error, past_deadline, poll_after
 from worker import constants as c
-from worker.poller import Again, Handoff, Outcome, PollContext, poll_handler
-from worker.scheduler import Claim
+from worker.backoff import compute_delay
+from worker.connections import store
+from worker.poller import Again, Handoff, Outcome, PollContext
+from worker.polls import BatchPoll
+from worker.store.schedule import Claim
 
 KIND = "index"
 FINISH = c.TASK_FINISH.format(kind=KIND)
@@ -77,20 +80,21 @@ def merge_progress(old: Progress | None, new: Progress) -> Progress | None:
     return None if merged == old else merged
 
 
+def with_progress(record: JobRecord, progress: Progress) -> JobRecord | None:
+    """``record`` with ``progress`` merged in (see `merge_progress`); None when nothing changes or the
+    job ended. The one way progress is written, from the poll loop and from the flow alike."""
+    merged = merge_progress(record.progress, progress)
+    if merged is None or record.status.ended:
+        return None
+    record.progress = merged
+    return record
+
+
 def write_progress(job_id: str, progress: Progress) -> None:
     """Merge ``progress`` into the job's record and emit ``job.progress`` (blocking; run off the loop)."""
-    from worker.connections import store
-
-    def change(record: JobRecord) -> JobRecord | None:
-        if record.status.ended:
-            return None
-        merged = merge_progress(record.progress, progress)
-        if merged is None:
-            return None
-        record.progress = merged
-        return record
-
-    store().update(job_id, change, event="job.progress", data=progress.model_dump())
+    store().jobs.update(
+        job_id, lambda r: with_progress(r, progress), event="job.progress", data=progress.model_dump()
+    )
 
 
 async def _retrieve(ctx: PollContext, vector_store_id: str, batch_id: str) -> tuple[int, bytes, Any]:
@@ -99,26 +103,26 @@ async def _retrieve(ctx: PollContext, vector_store_id: str, batch_id: str) -> tu
         return resp.status, await resp.read(), resp.headers
 
 
-@poll_handler("batch")
 async def poll_batches(ctx: PollContext, claim: Claim) -> Outcome:
     """Retrieve the job's open batches, record progress, and poll again or hand the job to finish."""
-    late = past_deadline(claim, cancel=CANCEL, finish=FINISH)
+    entry = claim.entry
+    assert isinstance(entry, BatchPoll)
+    late = past_deadline(claim.job_id, entry, cancel=CANCEL, finish=FINISH)
     if late is not None:
         return late
-    meta = claim.meta
-    open_ids: list[str] = list(meta["open"])
+    open_ids = list(entry.open)
     try:
-        answers = await asyncio.gather(*(_retrieve(ctx, meta["vs"], b) for b in open_ids))
+        answers = await asyncio.gather(*(_retrieve(ctx, entry.vector_store_id, b) for b in open_ids))
     except (TimeoutError, aiohttp.ClientError) as exc:
         error = {"code": "connection_error", "message": f"could not reach the API: {exc!r}"}
-        return failed(ctx, claim, error, retryable=True, finish=FINISH)
-    done: dict[str, Any] = dict(meta.get("done") or {})
+        return failed(ctx, claim.job_id, entry, error, retryable=True, finish=FINISH)
+    done: dict[str, Any] = dict(entry.done)
     counts: dict[str, Any] = {}
     still_open: list[str] = []
     hint: float | None = None
     for batch_id, (status, raw, headers) in zip(open_ids, answers, strict=True):
         if status != 200:
-            return http_error(ctx, claim, status, raw, headers, finish=FINISH)
+            return http_error(ctx, claim.job_id, entry, status, raw, headers, finish=FINISH)
         body = orjson.loads(raw)
         hint = max(hint or 0.0, poll_after(headers) or 0.0) or None
         counts[batch_id] = body.get("file_counts") or {}
@@ -126,13 +130,14 @@ async def poll_batches(ctx: PollContext, claim: Claim) -> Outcome:
             still_open.append(batch_id)
         else:
             done[batch_id] = {"status": body.get("status"), "file_counts": counts[batch_id]}
-    every = [entry["file_counts"] for entry in done.values()] + [counts[b] for b in still_open]
-    progress = batch_progress(every, int(meta.get("total", 0)), meta.get("base") or {})
+    every = [d["file_counts"] for d in done.values()] + [counts[b] for b in still_open]
+    progress = batch_progress(every, entry.total, entry.base)
     seen = progress.model_dump()
-    if seen != meta.get("seen"):
+    if seen != entry.seen:
         await asyncio.get_running_loop().run_in_executor(None, write_progress, claim.job_id, progress)
     if not still_open:
         return Handoff(FINISH, [claim.job_id, {"batches": done}])
-    n = int(meta.get("n", 0)) + 1
-    delay = compute_delay(n, ctx.policy, poll_after=hint)
-    return Again(delay, {**meta, "open": still_open, "done": done, "n": n, "poll_errors": 0, "seen": seen})
+    polls = entry.polls + 1
+    delay = compute_delay(polls, ctx.policy, poll_after=hint)
+    changed = dataclasses.replace(entry, open=still_open, done=done, polls=polls, errors=0, seen=seen)
+    return Again(delay, changed)

@@ -16,20 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 import openai
-import redis
 
 from schemas.job import JobError
 from schemas.requests import path_problem
-from tasks.errors import classify
-from worker import constants as c
-from worker import inventory
+from worker.errors import classify
+from worker.store.inventory import Inventory
+from worker.store.uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +61,6 @@ def bad_paths_error(bad: Sequence[tuple[str, str]], total: int) -> JobError:
     return JobError(code="bad_paths", message=message)
 
 
-# --- the upload record ------------------------------------------------------------------------
-def recorded(client: redis.Redis, job_id: str) -> dict[str, str]:
-    """The paths this job has uploaded, with their file ids."""
-    raw = client.hgetall(c.UPLOADS_KEY.format(job_id=job_id))
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-@contextmanager
-def upload_lock(client: redis.Redis, job_id: str, ttl_s: int) -> Iterator[bool]:
-    """Hold the job's upload lock (True) or learn another task holds it (False).
-
-    The TTL is the hard time limit, so a killed holder's lock is gone before its message is redelivered.
-    """
-    key = c.UPLOAD_LOCK_KEY.format(job_id=job_id)
-    got = bool(client.set(key, "1", nx=True, ex=ttl_s))
-    try:
-        yield got
-    finally:
-        if got:
-            client.delete(key)
-
-
 # --- uploading --------------------------------------------------------------------------------
 @dataclass
 class Chunk:
@@ -107,17 +82,17 @@ class Uploader:
     """Uploads one job's paths with the sync SDK client, recording each in Redis as it returns."""
 
     client: openai.OpenAI
-    redis: redis.Redis
+    uploads: Uploads
+    inventory: Inventory
     job_id: str
     concurrency: int
     request_timeout: float
-    ttl_s: int
 
     def run(self, paths: Sequence[str], budget_s: float) -> Chunk:
         """Upload the paths not yet recorded until ``budget_s`` seconds have passed (in-flight
         uploads are always waited for); safe to run again after any failure."""
         chunk = Chunk(adopted=self.adopt_orphans(paths))
-        done = recorded(self.redis, self.job_id)
+        done = self.uploads.recorded(self.job_id)
         todo = [p for p in paths if p not in done]
         until = time.monotonic() + budget_s
         pending: set[Future[str]] = set()
@@ -137,7 +112,7 @@ class Uploader:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     self._settle(chunk, by_future.pop(future), future)
-        chunk.remaining = len(paths) - len(recorded(self.redis, self.job_id))
+        chunk.remaining = len(paths) - len(self.uploads.recorded(self.job_id))
         return chunk
 
     def _settle(self, chunk: Chunk, path: str, future: Future[str]) -> None:
@@ -156,32 +131,18 @@ class Uploader:
 
     def upload(self, path: str) -> str:
         """Upload one path and record its file id (and the file in the inventory); the file id."""
-        uploading = c.UPLOADING_KEY.format(job_id=self.job_id)
-        self.redis.hset(uploading, path, time.time())
-        self.redis.expire(uploading, self.ttl_s)
+        self.uploads.begin(self.job_id, path)
         try:
             with open(path, "rb") as handle:
                 file = self.client.files.create(
                     file=(os.path.basename(path), handle), purpose="assistants", timeout=self.request_timeout
                 )
-        except openai.APIStatusError:
-            # The server answered: nothing was stored, so there is nothing to adopt later.
-            self.redis.hdel(uploading, path)
+        except (openai.APIStatusError, OSError):
+            # The server answered, or the file could not be read: nothing was stored to adopt later.
+            self.uploads.abandon(self.job_id, path)
             raise
-        except OSError:
-            self.redis.hdel(uploading, path)
-            raise
-        self._record({path: file.id})
+        self.uploads.record(self.job_id, {path: file.id})
         return file.id
-
-    def _record(self, ids: dict[str, str]) -> None:
-        uploads = c.UPLOADS_KEY.format(job_id=self.job_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(uploads, mapping=cast(Any, ids))
-        pipe.expire(uploads, self.ttl_s)
-        inventory.record_files(pipe, ids.values())
-        pipe.hdel(c.UPLOADING_KEY.format(job_id=self.job_id), *ids)
-        pipe.execute()
 
     def adopt_orphans(self, paths: Sequence[str]) -> int:
         """Record files a killed worker uploaded but never recorded; how many were adopted.
@@ -189,11 +150,10 @@ class Uploader:
         Looks only when a killed task left upload notes behind. A candidate is a file created since the
         oldest note with the note's file name and size that no job has recorded in the inventory.
         """
-        uploading = c.UPLOADING_KEY.format(job_id=self.job_id)
         ours = set(paths)
-        notes = {_text(k): float(v) for k, v in self.redis.hgetall(uploading).items() if _text(k) in ours}
+        notes = {path: at for path, at in self.uploads.notes(self.job_id).items() if path in ours}
         if not notes:
-            self.redis.delete(uploading)
+            self.uploads.clear_notes(self.job_id)
             return 0
         wanted: dict[tuple[str, int], list[str]] = {}
         for path in notes:
@@ -210,21 +170,17 @@ class Uploader:
                 candidates.append((file.id, (file.filename, file.bytes)))
         adopted: dict[str, str] = {}
         if candidates:
-            known = self.redis.smismember(c.INVENTORY_FILES_KEY, [file_id for file_id, _ in candidates])
+            known = self.inventory.known_files([file_id for file_id, _ in candidates])
             for (file_id, key), seen in zip(candidates, known, strict=True):
                 if not seen and wanted[key]:
                     adopted[wanted[key].pop(0)] = file_id
         if adopted:
-            self._record(adopted)
+            self.uploads.record(self.job_id, adopted)
         log.info(
             "job %s: %d uploads interrupted, %d found stored and adopted",
             self.job_id,
             len(notes),
             len(adopted),
         )
-        self.redis.delete(uploading)
+        self.uploads.clear_notes(self.job_id)
         return len(adopted)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

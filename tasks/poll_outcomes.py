@@ -7,31 +7,35 @@ one backoff and one deadline rule.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import orjson
 
-from tasks.backoff import error_delay
-from tasks.errors import is_retryable_status, retry_after_seconds
+from worker.backoff import error_delay
+from worker.errors import is_retryable_status, rate_limit_wait, retry_after_seconds
 from worker.poller import Again, Handoff, Outcome, PollContext
-from worker.scheduler import Claim
+from worker.polls import BatchPoll, RunPoll
+
+Supervised = RunPoll | BatchPoll
+"""An entry that polls remote work with a deadline and counts its errors."""
 
 DEADLINE_GRACE_S = 30.0
 """How long past its deadline a job waits for the remote cancel to take before it ends regardless."""
 
 
-def past_deadline(claim: Claim, *, cancel: str, finish: str, now: float | None = None) -> Outcome | None:
-    """The deadline rule: past ``dl`` send ``cancel`` once; past ``dl`` plus the grace, end the job via
+def past_deadline(
+    job_id: str, entry: Supervised, *, cancel: str, finish: str, now: float | None = None
+) -> Outcome | None:
+    """The deadline rule: past the deadline send ``cancel`` once; past it plus the grace, end the job via
     ``finish`` with ``deadline_exceeded``. None while the job is within its deadline."""
-    meta = claim.meta
     now = time.time() if now is None else now
-    deadline = meta.get("dl")
-    if deadline and now > deadline:
-        if not meta.get("cancelling"):
-            return Handoff(cancel, [claim.job_id, "deadline"])
-        if now > deadline + DEADLINE_GRACE_S:
-            return Handoff(finish, [claim.job_id, {"status": "deadline_exceeded"}])
+    if entry.deadline and now > entry.deadline:
+        if not entry.cancelling:
+            return Handoff(cancel, [job_id, "deadline"])
+        if now > entry.deadline + DEADLINE_GRACE_S:
+            return Handoff(finish, [job_id, {"status": "deadline_exceeded"}])
     return None
 
 
@@ -45,9 +49,13 @@ def poll_after(headers: Any) -> float | None:
 
 
 def http_error(
-    ctx: PollContext, claim: Claim, status: int, raw: bytes, headers: Any, *, finish: str
+    ctx: PollContext, job_id: str, entry: Supervised, status: int, raw: bytes, headers: Any, *, finish: str
 ) -> Outcome:
-    """A non-200 answer to a poll: retried with backoff when retryable, else the job goes to ``finish``."""
+    """A non-200 answer to a poll. A 429 that names its wait is waited out without counting as an error;
+    other retryable answers are retried with backoff while retries last; the rest go to ``finish``."""
+    wait = rate_limit_wait(status, headers)
+    if wait is not None:
+        return Again(error_delay(1, ctx.policy, retry_after=wait))
     try:
         err = orjson.loads(raw).get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
@@ -56,7 +64,8 @@ def http_error(
     message = err.get("message") or f"HTTP {status} while polling"
     return failed(
         ctx,
-        claim,
+        job_id,
+        entry,
         {"code": code, "message": message},
         retryable=is_retryable_status(status),
         retry_after=retry_after_seconds(headers),
@@ -66,7 +75,8 @@ def http_error(
 
 def failed(
     ctx: PollContext,
-    claim: Claim,
+    job_id: str,
+    entry: Supervised,
     error: dict[str, Any],
     *,
     retryable: bool,
@@ -75,8 +85,8 @@ def failed(
 ) -> Outcome:
     """A poll that went wrong: poll again after ``error_delay`` while retries last (a retryable error),
     else hand the job to ``finish`` with ``{"status": "error", "error": ...}``."""
-    errors = int(claim.meta.get("poll_errors", 0)) + 1
+    errors = entry.errors + 1
     if retryable and errors <= ctx.settings.max_retries:
         delay = error_delay(errors, ctx.policy, retry_after=retry_after)
-        return Again(delay, {**claim.meta, "poll_errors": errors})
-    return Handoff(finish, [claim.job_id, {"status": "error", "error": {**error, "retryable": retryable}}])
+        return Again(delay, dataclasses.replace(entry, errors=errors))
+    return Handoff(finish, [job_id, {"status": "error", "error": {**error, "retryable": retryable}}])

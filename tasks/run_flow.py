@@ -13,16 +13,25 @@ import openai
 
 from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus, Usage
 from schemas.requests import RunRequest, RunStrategy
-from tasks import tools
 from tasks.assistants import AssistantsBackend
 from tasks.backends import ACTIVE, Backend, Snapshot, add_usage
-from tasks.backoff import compute_delay, error_delay
-from tasks.errors import classify, retry_after_of
 from tasks.responses import ResponsesBackend
-from tasks.steps import Services, deadline_error, defer, ended_by_poll, retry_or_fail
-from tasks.threads import Turn
+from tasks.steps import (
+    Services,
+    cancel_end,
+    count_redrive,
+    deadline_error,
+    defer,
+    ended_by_poll,
+    retry_or_fail,
+    stalled_error,
+)
 from worker import constants as c
-from worker import inventory
+from worker.backoff import compute_delay, error_delay
+from worker.dispatch import new_task_id
+from worker.errors import classify, rate_limit_wait_of, retry_after_of
+from worker.polls import RunPoll, TaskDue
+from worker.store.threads import Turn
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +57,14 @@ def task_name(template: str) -> str:
 # --- start ------------------------------------------------------------------------------------
 def start(svc: Services, job_id: str) -> None:
     """Take the job's thread (or wait, fail or interrupt per its strategy), create its remote run
-    and schedule the first poll. Safe to run again at any point: it picks up where it stopped."""
-    record = svc.store.get(job_id)
+    and schedule the first poll. Safe to run again at any point, and twice at once: the create is done
+    under the job's step lease, so a duplicate message never creates a second run."""
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
     request = request_of(record)
     backend = backend_of(request)
-    if record.remote.get("run_id") or record.remote.get("response_id"):
+    if has_remote(record):
         _ensure_polled(svc, record, backend)
         return
     if record.deadline_at and time.time() > record.deadline_at:
@@ -62,15 +72,29 @@ def start(svc: Services, job_id: str) -> None:
         return
     if not _take_thread(svc, record, request, backend):
         return
-    inventory.record_used(svc.store.redis, dict(request))  # a given thread or conversation, for the clean-up
+    svc.store.inventory.record_used(dict(request))  # a given thread or conversation, for the clean-up
+    with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
+        if mine:
+            _create_under_lease(svc, job_id, request, backend)
+
+
+def _create_under_lease(svc: Services, job_id: str, request: RunRequest, backend: Backend) -> None:
+    record = svc.store.jobs.require(job_id)  # read again: another holder may have created it meanwhile
+    if record.status.ended or has_remote(record):
+        return
     # An earlier attempt that began a create and never learnt its outcome may have made the run.
-    maybe_created = bool(record.remote.get("creating"))
+    maybe_created = bool(record.remote.get("creating")) or record.attempts > 0
     try:
-        record = svc.store.update(job_id, _begin)
+        record = svc.store.jobs.update(job_id, _begin)
     except IllegalTransition:  # cancelled while it waited
         _release(svc, record)
         return
     _create_remote(svc, record, request, backend, maybe_created)
+
+
+def has_remote(record: JobRecord) -> bool:
+    """Whether the job's remote run (or response) exists and is recorded."""
+    return bool(record.remote.get("run_id") or record.remote.get("response_id"))
 
 
 def _begin(record: JobRecord) -> JobRecord | None:
@@ -87,7 +111,7 @@ def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend:
     key = backend.lock_key(request, record.remote)
     if key is None:
         return True
-    got = svc.locks.acquire(key, record.id, request.strategy.value)
+    got = svc.store.threads.acquire(key, record.id, request.strategy.value)
     if got.turn == Turn.ACQUIRED:
         return True
     if got.turn == Turn.BUSY:
@@ -103,7 +127,7 @@ def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend:
         return False
     if request.strategy == RunStrategy.INTERRUPT:
         request_cancel(svc, got.other, reason="interrupted")
-    return False  # the holder's release dispatches this job's start
+    return False  # the holder's release starts this job; until then the thread's queue holds it
 
 
 def _create_remote(
@@ -112,22 +136,22 @@ def _create_remote(
     job_id = record.id
 
     def save(updates: dict[str, Any]) -> None:
-        svc.store.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
-        inventory.record_created(svc.store.redis, updates)  # a thread or conversation created here
+        svc.store.jobs.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
+        svc.store.inventory.record_created(updates)  # a thread or conversation created here
         thread = updates.get("thread_id") or updates.get("conversation_id")
         if thread and backend.lock_key(request, {}) is None:
             # A thread this job created: hold it, so later jobs on it queue behind this one.
-            svc.locks.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
+            svc.store.threads.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
 
     try:
         remote = backend.start(svc.client, record, request, save, maybe_created)
     except openai.OpenAIError as exc:
         if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
             save({"creating": False})
-        _start_failed(svc, svc.store.require(job_id), exc)
+        _start_failed(svc, svc.store.jobs.require(job_id), exc)
         return
     remote["creating"] = False
-    record = svc.store.update(
+    record = svc.store.jobs.update(
         job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0})
     )
     _poll_soon(svc, record, backend, svc.settings.poll_first)
@@ -149,36 +173,31 @@ def _failer(svc: Services, job_id: str) -> Callable[[JobError], None]:
     return lambda error: end(svc, job_id, JobStatus.FAILED, error=error, dead=error.retryable)
 
 
+def fail(svc: Services, job_id: str, error: JobError) -> None:
+    """End the job ``failed`` with ``error`` and dead-letter it (a step gave up, or it stalled for good)."""
+    end(svc, job_id, JobStatus.FAILED, error=error, dead=True)
+
+
 def _is_active_run_conflict(exc: openai.OpenAIError) -> bool:
     return isinstance(exc, openai.BadRequestError) and "already has an active run" in str(exc)
 
 
-def _poll_meta(record: JobRecord, backend: Backend, **extra: Any) -> dict[str, Any]:
-    return {
-        "op": "run",
-        "b": backend.name,
-        "path": backend.poll_path(record.remote),
-        "n": 0,
-        "dl": record.deadline_at,
-        **extra,
-    }
-
-
 def _poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float, **extra: Any) -> None:
-    svc.schedule.put(record.id, delay, _poll_meta(record, backend, **extra))
+    entry = RunPoll(path=backend.poll_path(record.remote), deadline=record.deadline_at, **extra)
+    svc.store.schedule.put(record.id, entry, delay)
 
 
 def _ensure_polled(svc: Services, record: JobRecord, backend: Backend) -> None:
-    if svc.schedule.meta(record.id) is None and record.status == JobStatus.RUNNING:
+    if svc.store.schedule.entry(record.id) is None and record.status == JobStatus.RUNNING:
         _poll_soon(svc, record, backend, 0.0)
 
 
 # --- advance ----------------------------------------------------------------------------------
 def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
     """Act on what a poll saw: finish, wait for tool outputs, answer them, or keep polling."""
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
-        svc.schedule.remove(job_id)
+        svc.store.schedule.remove(job_id)
         return
     request = request_of(record)
     backend = backend_of(request)
@@ -209,43 +228,27 @@ def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) 
         result = backend.result(svc.client, record, snap)
         end(svc, record.id, JobStatus.COMPLETED, result=result, usage=usage)
     elif status == "cancelled":
-        reason = record.remote.get("cancel_reason")
-        if reason == "deadline":
-            end(svc, record.id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"), usage=usage)
-        else:
-            end(svc, record.id, JobStatus.CANCELLED, usage=usage)
-    elif status == "expired":
-        end(
-            svc,
-            record.id,
-            JobStatus.EXPIRED,
-            usage=usage,
-            error=JobError(code="expired", message="the run expired while it waited for tool outputs"),
+        final, error = cancel_end(
+            str(record.remote.get("cancel_reason") or "requested"), "its remote run was"
         )
+        end(svc, record.id, final, error=error, usage=usage)
+    elif status == "expired":
+        error = JobError(code="expired", message="the run expired while it waited for tool outputs")
+        end(svc, record.id, JobStatus.EXPIRED, usage=usage, error=error)
     elif status == "incomplete":
         details = snap.incomplete or {}
+        reason = details.get("reason", "unknown")
+        error = JobError(code="incomplete", message=f"the run ended incomplete: {reason}")
         end(
-            svc,
-            record.id,
-            JobStatus.FAILED,
-            usage=usage,
-            result={"incomplete_details": details},
-            error=JobError(
-                code="incomplete", message=f"the run ended incomplete: {details.get('reason', 'unknown')}"
-            ),
+            svc, record.id, JobStatus.FAILED, usage=usage, result={"incomplete_details": details}, error=error
         )
     else:
         err = snap.error or {}
-        end(
-            svc,
-            record.id,
-            JobStatus.FAILED,
-            usage=usage,
-            error=JobError(
-                code=str(err.get("code") or "run_failed"),
-                message=str(err.get("message") or f"the run ended {status}"),
-            ),
+        error = JobError(
+            code=str(err.get("code") or "run_failed"),
+            message=str(err.get("message") or f"the run ended {status}"),
         )
+        end(svc, record.id, JobStatus.FAILED, usage=usage, error=error)
 
 
 def _tool_calls(
@@ -253,30 +256,22 @@ def _tool_calls(
 ) -> None:
     names = [call.name for call in snap.tool_calls]
     usage = _usage(record, backend, snap)
-    if request.run_tools and tools.can_answer(names):
+    if request.run_tools and svc.tools.can_answer(names):
         try:
             outputs = [
-                {"tool_call_id": t.id, "output": tools.call(t.name, t.arguments)} for t in snap.tool_calls
+                {"tool_call_id": t.id, "output": svc.tools.call(t.name, t.arguments)} for t in snap.tool_calls
             ]
         except Exception as exc:
-            end(
-                svc,
-                record.id,
-                JobStatus.FAILED,
-                usage=usage,
-                error=JobError(
-                    code="tool_error", message=f"registered tool raised {type(exc).__name__}: {exc}"
-                ),
-            )
+            _tool_raised(svc, record, backend, usage, exc)
             return
-        record = svc.store.update(record.id, lambda r: r.model_copy(update={"usage": usage}))
+        record = svc.store.jobs.update(record.id, lambda r: r.model_copy(update={"usage": usage}))
         send_outputs(svc, record.id, outputs)
         return
     known = {t.id for t in record.tool_calls}
     if record.status == JobStatus.REQUIRES_ACTION and known == {t.id for t in snap.tool_calls}:
         _wait_for_outputs(svc, record, backend, snap)
         return
-    record = svc.store.update(
+    record = svc.store.jobs.update(
         record.id,
         lambda r: r.model_copy(
             update={"status": JobStatus.REQUIRES_ACTION, "tool_calls": snap.tool_calls, "usage": usage}
@@ -285,17 +280,31 @@ def _tool_calls(
     _wait_for_outputs(svc, record, backend, snap)
 
 
+def _tool_raised(
+    svc: Services, record: JobRecord, backend: Backend, usage: Usage | None, exc: Exception
+) -> None:
+    """A registered tool raised: the job fails, and its remote run is cancelled so it does not hold the
+    thread until it expires (about ten minutes). A cancel that fails is logged: the run then expires."""
+    if backend.cancellable(record):
+        try:
+            backend.cancel(svc.client, record.remote)
+        except openai.OpenAIError as cancel_exc:
+            log.warning("job %s: cancelling the run after its tool raised failed: %s", record.id, cancel_exc)
+    error = JobError(code="tool_error", message=f"registered tool raised {type(exc).__name__}: {exc}")
+    end(svc, record.id, JobStatus.FAILED, usage=usage, error=error)
+
+
 def _wait_for_outputs(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) -> None:
     # Nothing changes remotely while a run waits, but it expires: look again just after that.
     now = time.time()
     until = [t for t in (snap.expires_at and snap.expires_at + 1, record.deadline_at) if t]
     delay = max(min(until) - now, 1.0) if until else 60.0
-    _poll_soon(svc, record, backend, delay, wait=True)
+    _poll_soon(svc, record, backend, delay, waiting=True)
 
 
 def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> None:
     """Send tool outputs for the job's pending calls and resume polling."""
-    record = svc.store.require(job_id)
+    record = svc.store.jobs.require(job_id)
     if record.status.ended:
         return
     request = request_of(record)
@@ -303,7 +312,7 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
     try:
         remote = backend.submit_outputs(svc.client, record, request, outputs)
     except openai.OpenAIError as exc:
-        if classify(exc).retryable:
+        if classify(exc).retryable or rate_limit_wait_of(exc) is not None:
             retry_or_fail(
                 svc, record, exc, task_name(c.TASK_TOOL_OUTPUTS), [job_id, outputs], _failer(svc, job_id)
             )
@@ -312,7 +321,7 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
         log.warning("tool outputs for job %s refused: %s", job_id, classify(exc).message)
         _poll_soon(svc, record, backend, 0.0)
         return
-    record = svc.store.update(
+    record = svc.store.jobs.update(
         job_id,
         lambda r: r.model_copy(
             update={
@@ -337,7 +346,7 @@ def request_cancel(svc: Services, job_id: str, reason: str) -> None:
         return record
 
     try:
-        svc.store.update(job_id, mark)
+        svc.store.jobs.update(job_id, mark)
     except KeyError:
         return
     svc.send(task_name(c.TASK_CANCEL), [job_id, reason])
@@ -348,17 +357,15 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
 
     ``reason`` is ``requested``, ``interrupted`` or ``deadline`` (which ends the job `timed_out`).
     """
-    record = svc.store.get(job_id)
+    record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
-    final = JobStatus.TIMED_OUT if reason == "deadline" else JobStatus.CANCELLED
-    error = deadline_error("its remote run was") if reason == "deadline" else None
     backend = backend_of(request_of(record))
-    has_remote = record.remote.get("run_id") or record.remote.get("response_id")
-    if record.status == JobStatus.QUEUED or not has_remote or not backend.cancellable(record):
+    if record.status == JobStatus.QUEUED or not has_remote(record) or not backend.cancellable(record):
+        final, error = cancel_end(reason, "its remote run was")
         end(svc, job_id, final, error=error)
         return
-    svc.store.update(
+    svc.store.jobs.update(
         job_id,
         lambda r: r.model_copy(
             update={"cancel_requested": True, "remote": {**r.remote, "cancel_reason": reason}}
@@ -372,17 +379,35 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
             defer(svc, job_id, task_name(c.TASK_CANCEL), [job_id, reason], delay)
             return
         # 400/404: the run already ended; the poll below reports how.
-    _poll_soon(svc, svc.store.require(job_id), backend, 0.2, cancelling=True)
+    _poll_soon(svc, svc.store.jobs.require(job_id), backend, 0.2, cancelling=True)
+
+
+# --- redrive ----------------------------------------------------------------------------------
+def redrive(svc: Services, job_id: str) -> None:
+    """Send on a job the watchdog found stopped (its message or poll was lost): poll its run again when
+    one exists, else start it again (which first looks for a run an earlier attempt made). One stall too
+    many ends it ``failed`` with code ``stalled``."""
+    record = count_redrive(svc, job_id)
+    if record is None:
+        return
+    if record.redrives > svc.settings.max_redrives:
+        fail(svc, job_id, stalled_error(record.redrives - 1))
+        return
+    backend = backend_of(request_of(record))
+    if has_remote(record):
+        _poll_soon(svc, record, backend, 0.0, waiting=record.status == JobStatus.REQUIRES_ACTION)
+    else:
+        svc.send(task_name(c.TASK_START), [[job_id]])
 
 
 # --- end --------------------------------------------------------------------------------------
 def end(svc: Services, job_id: str, status: JobStatus, *, dead: bool = False, **fields: Any) -> None:
-    """Write the job's end state, take it off the schedule, free its thread and start the next job there."""
-    record = svc.store.try_set_status(job_id, status, dead=dead, tool_calls=[], **fields)
-    svc.schedule.remove(job_id)
+    """Write the job's end state (which takes it off the schedule), free its thread and start the next
+    job there."""
+    record = svc.store.jobs.try_set_status(job_id, status, dead=dead, tool_calls=[], **fields)
     if record is None:
         return
-    inventory.touch(svc.store.redis, record.remote)  # its thread or conversation was active until now
+    svc.store.inventory.touch(record.remote)  # its thread or conversation was active until now
     _release(svc, record)
 
 
@@ -391,6 +416,7 @@ def _release(svc: Services, record: JobRecord) -> None:
     key = backend_of(request).lock_key(request, record.remote)
     if key is None:
         return
-    nxt = svc.locks.release(key, record.id)
-    if nxt:
-        svc.send(task_name(c.TASK_START), [[nxt]])
+    start_task, task_id = task_name(c.TASK_START), new_task_id()
+    handover = svc.store.threads.release(key, record.id, TaskDue(start_task), task_id, c.OUTBOX_GRACE_S)
+    if handover is not None:
+        svc.dispatcher.sent(start_task, [[handover.job_id]], task_id, [handover.job_id], handover.token)

@@ -7,18 +7,20 @@ second the HTTP client and the parse decide how many runs one machine supervises
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import aiohttp
 import orjson
 
 from tasks.backends import ACTIVE
-from tasks.backoff import compute_delay
 from tasks.poll_outcomes import failed, http_error, past_deadline, poll_after
 from tasks.run_flow import task_name
 from worker import constants as c
-from worker.poller import Again, Handoff, Outcome, PollContext, poll_handler
-from worker.scheduler import Claim
+from worker.backoff import compute_delay
+from worker.poller import Again, Handoff, Outcome, PollContext
+from worker.polls import RunPoll
+from worker.store.schedule import Claim
 
 HANDOFF_FIELDS = (
     "status",
@@ -37,31 +39,33 @@ FINISH = task_name(c.TASK_FINISH)
 FINISH_MANY = task_name(c.TASK_FINISH_MANY)
 CANCEL = task_name(c.TASK_CANCEL)
 
+WAITING_POLL_MIN_S = 5.0
+"""Shortest gap between polls of a run that waits for tool outputs (nothing changes until they come)."""
 
-@poll_handler("run")
+
 async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
     """Retrieve the run (or response) and decide: poll again later, or hand it to the flow."""
-    meta = claim.meta
-    late = past_deadline(claim, cancel=CANCEL, finish=FINISH)
+    entry = claim.entry
+    assert isinstance(entry, RunPoll)
+    late = past_deadline(claim.job_id, entry, cancel=CANCEL, finish=FINISH)
     if late is not None:
         return late
     try:
-        async with ctx.http.get(ctx.base + meta["path"]) as resp:
+        async with ctx.http.get(ctx.base + entry.path) as resp:
             raw = await resp.read()
             status_code = resp.status
             headers = resp.headers
     except (TimeoutError, aiohttp.ClientError) as exc:
         error = {"code": "connection_error", "message": f"could not reach the API: {exc!r}"}
-        return failed(ctx, claim, error, retryable=True, finish=FINISH)
+        return failed(ctx, claim.job_id, entry, error, retryable=True, finish=FINISH)
     if status_code != 200:
-        return http_error(ctx, claim, status_code, raw, headers, finish=FINISH)
+        return http_error(ctx, claim.job_id, entry, status_code, raw, headers, finish=FINISH)
     body: dict[str, Any] = orjson.loads(raw)
     status = body.get("status")
-    hint = poll_after(headers)
-    if status in ACTIVE or (status == "requires_action" and meta.get("wait")):
-        n = int(meta.get("n", 0)) + 1
-        delay = compute_delay(n, ctx.policy, poll_after=hint)
+    if status in ACTIVE or (status == "requires_action" and entry.waiting):
+        polls = entry.polls + 1
+        delay = compute_delay(polls, ctx.policy, poll_after=poll_after(headers))
         if status == "requires_action":
-            delay = max(delay, 5.0)
-        return Again(delay, {**meta, "n": n, "poll_errors": 0})
+            delay = max(delay, WAITING_POLL_MIN_S)
+        return Again(delay, dataclasses.replace(entry, polls=polls, errors=0))
     return Handoff(FINISH_MANY, [claim.job_id, {k: body[k] for k in HANDOFF_FIELDS if k in body}], batch=True)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from celery import shared_task
 
-import tasks.run_poll  # noqa: F401  (registers the run poll handler in the worker's poll loop)
+from schemas.job import JobError
 from tasks import run_flow
-from tasks.base import JobTask, services
+from tasks.base import JobTask, each_job, services
+from tasks.steps import Services
 from worker import constants as c
 
 KIND = "run"
 
-log = logging.getLogger(__name__)
+
+class RunTask(JobTask):
+    """A run job's task: a job it gives up on ends ``failed`` and frees its thread."""
+
+    def fail_job(self, svc: Services, job_id: str, error: JobError) -> None:
+        """End the job the way run_flow does."""
+        run_flow.fail(svc, job_id, error)
 
 
-@shared_task(name=c.TASK_START.format(kind=KIND), base=JobTask)
+@shared_task(name=c.TASK_START.format(kind=KIND), base=RunTask)
 def start(job_ids: list[str]) -> None:
     """Start run jobs (a list, so `submit_many` sends few messages). Past `START_SLICE_S` the rest goes
     on in a new message, behind any finishes waiting on `runs.active`: a burst of starts never keeps a
@@ -29,36 +35,37 @@ def start(job_ids: list[str]) -> None:
         if index and time.monotonic() > until:
             svc.send(c.TASK_START.format(kind=KIND), [job_ids[index:]])
             return
-        run_flow.start(svc, job_id)
+        each_job(svc, [job_id], lambda j: run_flow.start(svc, j), run_flow.fail)
 
 
-@shared_task(name=c.TASK_FINISH.format(kind=KIND), base=JobTask)
+@shared_task(name=c.TASK_FINISH.format(kind=KIND), base=RunTask)
 def finish(job_id: str, body: dict[str, Any]) -> None:
-    """Act on a poll that saw the run end or ask for tool outputs."""
+    """Act on a poll that saw the run end or ask for tool outputs (or a deferred retry of that)."""
     run_flow.advance(services(), job_id, body)
 
 
-@shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=JobTask)
+@shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=RunTask)
 def finish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
     """`finish` for several jobs. A Redis hiccup retries the whole batch, which is safe: a job already
-    finished is left as it is. Any other error is one job's: it is logged and the others still finish."""
+    finished is left as it is. Any other error is one job's: it ends failed and the others still finish."""
     svc = services()
-    for job_id, body in items:
-        try:
-            run_flow.advance(svc, job_id, body)
-        except JobTask.autoretry_for:
-            raise
-        except Exception:
-            log.exception("finishing run job %s failed", job_id)
+    bodies = dict(items)
+    each_job(svc, list(bodies), lambda j: run_flow.advance(svc, j, bodies[j]), run_flow.fail)
 
 
-@shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=JobTask)
+@shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=RunTask)
 def tool_outputs(job_id: str, outputs: list[dict[str, str]]) -> None:
     """Send tool outputs a producer gave (already checked against the pending calls)."""
     run_flow.send_outputs(services(), job_id, outputs)
 
 
-@shared_task(name=c.TASK_CANCEL.format(kind=KIND), base=JobTask)
+@shared_task(name=c.TASK_CANCEL.format(kind=KIND), base=RunTask)
 def cancel(job_id: str, reason: str = "requested") -> None:
     """Cancel a job's remote run (on request, to interrupt, or past its deadline)."""
     run_flow.cancel(services(), job_id, reason)
+
+
+@shared_task(name=c.TASK_REDRIVE.format(kind=KIND), base=RunTask)
+def redrive(job_id: str) -> None:
+    """Send on a job the watchdog found stopped."""
+    run_flow.redrive(services(), job_id)

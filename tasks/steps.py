@@ -1,5 +1,5 @@
 """What every job kind's flow shares: the services it runs on, deferring a step through the poll
-schedule, and retrying a step whose API call failed."""
+schedule, retrying a step whose API call failed, and how a cancel reason ends a job."""
 
 from __future__ import annotations
 
@@ -10,37 +10,39 @@ from typing import Any
 import openai
 
 from schemas.job import JobError, JobRecord, JobStatus
-from tasks.backoff import PollPolicy, error_delay
-from tasks.errors import classify, retry_after_of
-from tasks.threads import ThreadLocks
-from worker.rate_gate import RateGateClosed
-from worker.scheduler import Schedule
+from tasks.tools import Tools
+from worker.backoff import PollPolicy, error_delay, policy_of
+from worker.dispatch import Dispatcher
+from worker.errors import classify, rate_limit_wait_of, retry_after_of
+from worker.polls import TaskDue
 from worker.settings import Settings
-from worker.store import JobStore
+from worker.store import Store
 
 
 @dataclass
 class Services:
-    """What a flow talks to: the store, the schedule, the thread locks, the API, the broker."""
+    """What a flow talks to: the store, the API, the broker (through the outbox), the worker's tools."""
 
     settings: Settings
-    store: JobStore
-    schedule: Schedule
-    locks: ThreadLocks
+    store: Store
     client: openai.OpenAI
-    send: Callable[[str, list[Any]], None]
+    dispatcher: Dispatcher
+    tools: Tools
 
     @property
     def policy(self) -> PollPolicy:
         """The poll policy in force."""
-        s = self.settings
-        return PollPolicy(s.poll_first, s.poll_factor, s.poll_cap, s.poll_jitter)
+        return policy_of(self.settings)
+
+    def send(self, task: str, args: list[Any]) -> None:
+        """Send a Celery task through the outbox (see `worker.dispatch`)."""
+        self.dispatcher.send(task, args)
 
 
 def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) -> None:
     """Send ``task`` with ``args`` in ``delay`` seconds, through the poll schedule: no countdown message
     sits unacked in a worker, and a worker's death loses nothing."""
-    svc.schedule.put(job_id, delay, {"op": "task", "task": task, "args": args})
+    svc.store.schedule.put(job_id, TaskDue(task, args), delay)
 
 
 def retry_or_fail(
@@ -51,16 +53,20 @@ def retry_or_fail(
     args: list[Any],
     fail: Callable[[JobError], None],
 ) -> None:
-    """A step's API call failed: send the step again after a backoff (never before the server's
-    Retry-After) while the error is retryable and the step has failed fewer than ``max_retries`` times
-    in a row; else ``fail(error)``. A request the shared rate gate held back was never sent, so it
-    waits out the gate without spending a retry."""
-    if isinstance(exc, RateGateClosed):
-        defer(svc, record.id, task, args, error_delay(1, svc.policy, retry_after=exc.wait))
+    """A step's API call failed: send the step again later while that can help, else ``fail(error)``.
+
+    A rate limit that names its wait (a 429 with Retry-After or a rate-limit reset, or the shared rate gate
+    holding the request back) is waited out without spending a retry: "later" is not "broken", and the
+    job's deadline bounds the wait. Any other retryable error spends one of ``max_retries`` in a row, with
+    a growing backoff; a permanent error fails the job at once.
+    """
+    wait = rate_limit_wait_of(exc)
+    if wait is not None:
+        defer(svc, record.id, task, args, error_delay(1, svc.policy, retry_after=wait))
         return
     error = classify(exc)
     if error.retryable and record.retries < svc.settings.max_retries:
-        svc.store.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
+        svc.store.jobs.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
         delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
         defer(svc, record.id, task, args, delay)
         return
@@ -86,3 +92,37 @@ def ended_by_poll(body: dict[str, Any], end: Callable[..., None], what: str) -> 
 def deadline_error(what: str) -> JobError:
     """The error of a job that passed its deadline; ``what`` says what was cancelled."""
     return JobError(code="deadline_exceeded", message=f"the job passed its deadline; {what} cancelled")
+
+
+def cancel_end(reason: str, what: str) -> tuple[JobStatus, JobError | None]:
+    """How a job cancelled for ``reason`` ends: `timed_out` past its deadline, else `cancelled`."""
+    if reason == "deadline":
+        return JobStatus.TIMED_OUT, deadline_error(what)
+    return JobStatus.CANCELLED, None
+
+
+def count_redrive(svc: Services, job_id: str) -> JobRecord | None:
+    """Count one re-drive on the record (with a ``job.redriven`` event); None when the job has ended."""
+
+    def count(record: JobRecord) -> JobRecord | None:
+        if record.status.ended:
+            return None
+        record.redrives += 1
+        return record
+
+    record = svc.store.jobs.update(job_id, count, event="job.redriven")
+    return None if record.status.ended else record
+
+
+def stalled_error(redrives: int) -> JobError:
+    """The error of a job the watchdog found stopped again after ``redrives`` re-drives."""
+    return JobError(
+        code="stalled",
+        message=f"the job stopped moving and was re-driven {redrives} times without progress; "
+        "see the worker logs for what it was doing",
+    )
+
+
+def internal_error(exc: BaseException, what: str) -> JobError:
+    """The error of a job whose step raised something unexpected (a bug, or retries spent)."""
+    return JobError(code="internal_error", message=f"{what} failed: {type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from harness import Clock, Harness, harness_for
 from helpers import FAST_PROFILE, ROOT, WorkerProcess
 
 from emulator.server import EmulatorHandle, running_emulator
@@ -93,6 +94,20 @@ def jobs(settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle
     client = Jobs(settings, celery=create_app(settings))
     yield client
     client.store.redis.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Time that the test moves forward (``time.time`` offset in this process, the emulator's clock too)."""
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def harness(
+    settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle, clock: Clock
+) -> Iterator[Harness]:
+    """The in-process harness (see tests/harness.py): a burst worker, the poll loop step by step, a clock."""
+    yield from harness_for(settings, clock)
 
 
 @pytest.fixture

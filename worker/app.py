@@ -1,7 +1,12 @@
-"""The Celery app: ``celery -A worker.app worker`` starts a worker with its pollers inside.
+"""The Celery app and the composition root: ``celery -A worker.app worker`` starts a worker with its
+poll loop inside.
 
 JSON only, late acks, one queue per job kind, no Celery result backend (the job store is the
 result), and Redis transport options that give a killed worker's messages back in seconds.
+
+This is the one module of `worker` that knows the job kinds of `tasks`: it imports their task modules
+and hands the poll loop their handlers and the watchdog. Everything else in `worker` stands below
+`tasks` (an import-linter contract in pyproject.toml says so).
 """
 
 from __future__ import annotations
@@ -12,12 +17,22 @@ from typing import Any
 from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
+import tasks.cleanup
+import tasks.indexing
+import tasks.runs
+from tasks.index_poll import poll_batches
+from tasks.run_poll import poll_run
 from worker.beat import beat_config
+from worker.connections import store
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
+from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings, get_settings
+from worker.watchdog import Watchdog, kombu_backlog
 
-TASK_MODULES = ["tasks.runs", "tasks.indexing", "tasks.cleanup"]
+TASK_MODULES = [tasks.runs.__name__, tasks.indexing.__name__, tasks.cleanup.__name__]
+"""The task modules, imported here (not found by Celery from the working directory), so a user's own
+``tasks.py`` beside the worker can never shadow them."""
 
 
 def configure(app: Celery, s: Settings) -> None:
@@ -56,6 +71,13 @@ def configure(app: Celery, s: Settings) -> None:
             "aj.cleanup.*": {"queue": s.queue_maintenance},
         },
         broker_connection_retry_on_startup=True,
+        # Ride out a broker restart of a few seconds when publishing (a retry, a next step, a start).
+        task_publish_retry_policy={
+            "max_retries": 10,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
         broker_transport_options={
             "visibility_timeout": s.visibility_timeout,
             "socket_timeout": 30,
@@ -86,7 +108,14 @@ class PollerStep(bootsteps.StartStopStep):
         from worker.poller import Poller
 
         app = parent.app
-        self.poller = Poller(get_settings(), lambda name, args: app.send_task(name, args=args))
+        settings = get_settings()
+        watchdog = Watchdog(store(), settings, kombu_backlog(app.connection_for_write))
+        self.poller = Poller(
+            settings,
+            lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
+            handlers={RunPoll: poll_run, BatchPoll: poll_batches},
+            periodic=watchdog.run,
+        )
         self.poller.start()
 
     def stop(self, parent: Any) -> None:

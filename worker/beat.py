@@ -15,6 +15,7 @@ from typing import Any
 from schemas.requests import CleanupTarget
 from worker import constants as c
 from worker.settings import Settings
+from worker.store import keys
 
 SWEEPS: dict[str, tuple[str, list[CleanupTarget]]] = {
     "cleanup-threads": ("sweep_threads_s", [CleanupTarget.THREADS, CleanupTarget.CONVERSATIONS]),
@@ -56,8 +57,8 @@ def beat_config(s: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 5,
             "health_check_interval": 15,
         },
-        "redbeat_key_prefix": c.BEAT_KEY_PREFIX,
-        "redbeat_lock_key": c.BEAT_KEY_PREFIX + "lock",
+        "redbeat_key_prefix": keys.BEAT_PREFIX,
+        "redbeat_lock_key": keys.BEAT_PREFIX + "lock",
         # A beat that died holds the lock at most this long before a standby takes over.
         # It must outlast the longest sleep between ticks, each of which extends it.
         "redbeat_lock_timeout": int(max(s.beat_max_interval * 5, 5)),

@@ -382,13 +382,13 @@ def emulator(port: int, host: str, profile: str | None, api_key: str | None) -> 
 @friendly
 def metrics(port: int | None) -> None:
     """Serve Prometheus metrics (jobs, polls, API requests) read from Redis at /metrics."""
-    from worker.connections import redis_client
+    from worker.connections import store
     from worker.metrics import serve
     from worker.settings import get_settings
 
     settings = get_settings()
     out.print(f"metrics on http://{settings.metrics_address}:{port or settings.metrics_port}/metrics")
-    serve(settings, redis_client(settings), port)
+    serve(settings, store(), port)
 
 
 if __name__ == "__main__":

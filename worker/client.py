@@ -8,6 +8,7 @@ record = jobs.wait(ref.id, timeout=60)
 from __future__ import annotations
 
 import builtins
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,12 @@ from schemas.requests import (
 )
 from worker import constants as c
 from worker.connections import make_store
+from worker.dispatch import Dispatcher, new_task_id
+from worker.polls import TaskDue
 from worker.settings import Settings, get_settings
-from worker.store import JobNotFound, JobStore, new_job_id
+from worker.store import JobNotFound, NewJob, Store, new_job_id
+
+log = logging.getLogger(__name__)
 
 AnyRequest = RunRequest | VectorStoreBatchRequest | CleanupRequest
 
@@ -54,7 +59,7 @@ class Jobs:
     """Submit and follow jobs. Thread-safe; one per process is plenty."""
 
     def __init__(
-        self, settings: Settings | None = None, store: JobStore | None = None, celery: Celery | None = None
+        self, settings: Settings | None = None, store: Store | None = None, celery: Celery | None = None
     ):
         self.settings = settings or get_settings()
         self.store = store or make_store(self.settings)
@@ -63,6 +68,10 @@ class Jobs:
 
             celery = default_app
         self.celery: Celery = celery
+        self.dispatcher = Dispatcher(self.store.schedule, self._publish, c.OUTBOX_GRACE_S)
+
+    def _publish(self, name: str, args: list[Any], task_id: str) -> None:
+        self.celery.send_task(name, args=args, task_id=task_id)
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, request: AnyRequest | Mapping[str, Any]) -> JobRef:
@@ -73,29 +82,40 @@ class Jobs:
         return self.submit_many([request])[0]
 
     def submit_many(self, requests: Iterable[AnyRequest | Mapping[str, Any]]) -> list[JobRef]:
-        """`submit` for many requests: all validated first, then written in one pipeline and
-        dispatched in a few start messages (up to `SUBMIT_CHUNK` job ids each)."""
+        """`submit` for many requests: all validated first, then written in one round trip, each with its
+        start staged in the outbox, then dispatched in a few start messages (up to `SUBMIT_CHUNK` jobs
+        each). When the broker cannot be reached the jobs are still accepted: a worker's poll loop sends
+        their starts once the grace period passes."""
         records = [self._record(self._validate(r)) for r in requests]
-        results = self.store.create_many(records)
-        refs = [JobRef(job_id, created) for job_id, created in results]
-        fresh: dict[JobKind, list[str]] = {}
-        lines = self.store.redis.pipeline(transaction=False)
-        for record, ref in zip(records, refs, strict=True):
-            if ref.created:
-                fresh.setdefault(record.kind, []).append(ref.id)
-                thread = _queued_thread(record)
-                if thread:
-                    lines.rpush(c.THREAD_QUEUE_KEY.format(thread=thread), ref.id)
-        # Jobs on a given thread take their place in its queue now, so they run in submission order.
-        lines.execute()
-        for kind, job_ids in fresh.items():
+        chunks: list[tuple[str, list[str]]] = []
+        task_of: dict[str, str] = {}
+        by_kind: dict[JobKind, list[str]] = {}
+        for record in records:
+            by_kind.setdefault(record.kind, []).append(record.id)
+        for job_ids in by_kind.values():
             for i in range(0, len(job_ids), c.SUBMIT_CHUNK):
-                self.dispatch_start(kind, job_ids[i : i + c.SUBMIT_CHUNK])
+                chunk, task_id = job_ids[i : i + c.SUBMIT_CHUNK], new_task_id()
+                chunks.append((task_id, chunk))
+                task_of.update(dict.fromkeys(chunk, task_id))
+        new = [
+            NewJob(r, _queued_thread(r), TaskDue(start_task(r.kind), [[r.id]]), task_of[r.id])
+            for r in records
+        ]
+        submitted = self.store.jobs.submit(new, c.OUTBOX_GRACE_S)
+        refs = [JobRef(job_id, created) for job_id, created in submitted.results]
+        created = {ref.id for ref in refs if ref.created}
+        kinds = {r.id: r.kind for r in records}
+        for task_id, chunk in chunks:
+            fresh = [job_id for job_id in chunk if job_id in created]
+            if not fresh:
+                continue
+            try:
+                self.dispatcher.sent(start_task(kinds[fresh[0]]), [fresh], task_id, fresh, submitted.token)
+            except Exception as exc:  # the broker is down: the outbox sends them later
+                log.warning(
+                    "could not send the start of %d job(s) (%s); a worker will send it", len(fresh), exc
+                )
         return refs
-
-    def dispatch_start(self, kind: JobKind, job_ids: Sequence[str]) -> None:
-        """Send one start message for ``job_ids`` (all of ``kind``)."""
-        self.celery.send_task(start_task(kind), args=[list(job_ids)])
 
     def _validate(self, request: AnyRequest | Mapping[str, Any]) -> AnyRequest:
         parsed = parse_request(request) if isinstance(request, Mapping) else request
@@ -119,21 +139,21 @@ class Jobs:
     # --- read -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
         """The job's record; `JobNotFound` when there is none."""
-        return self.store.require(job_id)
+        return self.store.jobs.require(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
         """Block until the job ends or ``timeout`` seconds pass; the record either way."""
-        return self.store.wait(job_id, timeout)
+        return self.store.jobs.wait(job_id, timeout)
 
     def list(self, status: JobStatus | None = None, limit: int = 50) -> list[JobRecord]:
         """The newest jobs, of one status or all."""
-        return self.store.list(status, limit)
+        return self.store.jobs.list(status, limit)
 
     def events(
         self, last_id: str | None = None, block_ms: int | None = None, count: int = 100
     ) -> builtins.list[JobEvent]:
         """Events after ``last_id`` (all when None), blocking up to ``block_ms`` for new ones."""
-        return self.store.events(last_id, block_ms, count)
+        return self.store.jobs.events(last_id, block_ms, count)
 
     # --- act ------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> JobRecord:
@@ -149,9 +169,9 @@ class Jobs:
             return record
 
         before = self.get(job_id)
-        after = self.store.update(job_id, change)
+        after = self.store.jobs.update(job_id, change)
         if not before.status.ended and not after.status.ended:
-            self.celery.send_task(c.TASK_CANCEL.format(kind=after.kind.value), args=[job_id])
+            self.dispatcher.send(c.TASK_CANCEL.format(kind=after.kind.value), [job_id])
         return after
 
     def submit_tool_outputs(
@@ -170,26 +190,18 @@ class Jobs:
             record.tool_calls = []
             return record
 
-        waiting = self.get(job_id)
-        record = self.store.update(job_id, change)
-        try:
-            self.celery.send_task(
-                c.TASK_TOOL_OUTPUTS.format(kind=record.kind.value),
-                args=[job_id, [o.model_dump(mode="json") for o in request.tool_outputs]],
-            )
-        except Exception:
-            # Put the calls back so the producer can try again: nothing was sent.
-            self.store.update(
-                job_id,
-                lambda r: r.model_copy(update={"status": waiting.status, "tool_calls": waiting.tool_calls}),
-            )
-            raise
+        record = self.store.jobs.update(job_id, change)
+        # Sent through the outbox: if the broker is down now, a worker sends the outputs later.
+        self.dispatcher.send(
+            c.TASK_TOOL_OUTPUTS.format(kind=record.kind.value),
+            [job_id, [o.model_dump(mode="json") for o in request.tool_outputs]],
+        )
         return record
 
     # --- dead letters ---------------------------------------------------------------------
     def dead(self, limit: int = 100) -> builtins.list[JobRecord]:
         """Jobs that exhausted their retries, newest first."""
-        return self.store.dead(limit)
+        return self.store.jobs.dead(limit)
 
     def retry_dead(self, job_id: str) -> JobRef:
         """Submit a dead-lettered job's request again as a new job and take it off the dead-letter set.
@@ -197,7 +209,7 @@ class Jobs:
         The dead job itself stays as it ended: an ended job never changes again.
         """
         record = self.get(job_id)
-        if not self.store.undead(job_id):
+        if not self.store.jobs.undead(job_id):
             raise JobNotFound(job_id)
         request = dict(record.request)
         request.pop("idempotency_key", None)

@@ -1,4 +1,4 @@
-"""Process-wide connections: one Redis pool and one job store per process, built from the settings."""
+"""Process-wide connections: one Redis pool and one store per process, built from the settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 import redis
 
 from worker.settings import Settings, get_settings
-from worker.store import JobStore
+from worker.store import Store
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -17,9 +17,9 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def make_store(settings: Settings) -> JobStore:
-    """A job store on a fresh Redis client for ``settings``."""
-    return JobStore(
+def make_store(settings: Settings) -> Store:
+    """The store on a fresh Redis client for ``settings``."""
+    return Store.on(
         redis_client(settings),
         result_ttl=settings.result_ttl,
         idempotency_ttl=settings.idempotency_ttl,
@@ -28,6 +28,6 @@ def make_store(settings: Settings) -> JobStore:
 
 
 @functools.cache
-def store() -> JobStore:
-    """This process's job store (redis-py reopens its pool after a fork by itself)."""
+def store() -> Store:
+    """This process's store (redis-py reopens its pool after a fork by itself)."""
     return make_store(get_settings())

@@ -21,15 +21,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import orjson
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from schemas.job import JobStatus
-from worker import constants as c
 from worker.settings import Settings
+from worker.store import Store
+from worker.store.counters import ApiCounters
+from worker.store.jobs import JobStore
 
 FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""
@@ -62,8 +62,8 @@ def outcome(status: int) -> str:
 class ApiCounts:
     """This process's API request counts, added to Redis every `FLUSH_EVERY_S` by a daemon thread."""
 
-    def __init__(self, client: redis.Redis):
-        self.redis = client
+    def __init__(self, counters: ApiCounters):
+        self.counters = counters
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._pid = 0
@@ -82,11 +82,8 @@ class ApiCounts:
             counts, self._counts = self._counts, Counter()
         if not counts:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for field, n in counts.items():
-            pipe.hincrby(c.METRICS_API_KEY, field, n)
         try:
-            pipe.execute()
+            self.counters.add(counts)
         except redis.RedisError:
             with self._lock:  # keep them for the next flush
                 self._counts.update(counts)
@@ -125,8 +122,8 @@ class CountingTransport(httpx2.BaseTransport):
 class EventTally:
     """Counts job status changes by kind from the event stream, from the moment it starts."""
 
-    def __init__(self, client: redis.Redis):
-        self.redis = client
+    def __init__(self, jobs: JobStore):
+        self.jobs = jobs
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
@@ -143,15 +140,14 @@ class EventTally:
         last = "$"
         while True:
             try:
-                reply: Any = self.redis.xread({c.EVENTS_STREAM: last}, count=1000, block=5000)
+                events = self.jobs.events(last, block_ms=5000, count=1000)
             except redis.RedisError:
                 time.sleep(1.0)
                 continue
-            for _stream, rows in reply:
-                with self._lock:
-                    for stream_id, fields in rows:
-                        last = stream_id
-                        self.counts[(_text(fields.get(b"kind", b"")), _text(fields.get(b"status", b"")))] += 1
+            with self._lock:
+                for event in events:
+                    last = event.stream_id
+                    self.counts[(event.kind.value, event.status.value)] += 1
 
 
 class JobsCollector(Collector):
@@ -168,34 +164,15 @@ class JobsCollector(Collector):
     - ``aj_inventory_objects{kind}``: threads, conversations, stores and files recorded (gauge).
     """
 
-    def __init__(self, client: redis.Redis, events: EventTally | None = None):
-        self.redis = client
+    def __init__(self, store: Store, events: EventTally | None = None):
+        self.store = store
         self.events = events
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """One scrape's metrics."""
-        r = self.redis
-        now = time.time()
-        pipe = r.pipeline(transaction=False)
-        for status in JobStatus:
-            pipe.zcard(c.STATUS_INDEX_KEY.format(status=status.value))
-        pipe.zcard(c.POLLS_KEY)
-        pipe.zcount(c.POLLS_KEY, "-inf", now * 1000)
-        pipe.zrange(c.POLLS_KEY, 0, 0, withscores=True)
-        pipe.hvals(c.POLL_META_KEY)
-        pipe.hgetall(c.METRICS_API_KEY)
-        pipe.zcard(c.DEAD_LETTER_KEY)
-        pipe.zcard(c.INVENTORY_THREADS_KEY)
-        pipe.zcard(c.INVENTORY_CONVERSATIONS_KEY)
-        pipe.scard(c.INVENTORY_STORES_KEY)
-        pipe.scard(c.INVENTORY_FILES_KEY)
-        replies: list[Any] = pipe.execute()
-        n = len(JobStatus)
-        by_status, rest = replies[:n], replies[n:]
-        scheduled, due, oldest, metas, api, dead, *inventory = rest
-
+        census = self.store.census()
         jobs = GaugeMetricFamily("aj_jobs", "Jobs held in Redis, per status.", labels=["status"])
-        for status, count in zip(JobStatus, by_status, strict=True):
+        for status, count in census.jobs.items():
             jobs.add_metric([status.value], count)
         yield jobs
         if self.events is not None:
@@ -205,27 +182,27 @@ class JobsCollector(Collector):
             for (kind, entered), count in sorted(self.events.snapshot().items()):
                 changes.add_metric([kind, entered], count)
             yield changes
-        runs = sum(1 for meta in metas if orjson.loads(meta).get("op") == "run")
-        yield GaugeMetricFamily("aj_runs_in_flight", "Run jobs a poller supervises now.", value=runs)
-        yield GaugeMetricFamily("aj_polls_scheduled", "Polls waiting in the schedule.", value=scheduled)
-        yield GaugeMetricFamily("aj_polls_due", "Polls already due and not yet claimed.", value=due)
-        lag = max(now - oldest[0][1] / 1000, 0.0) if oldest else 0.0
         yield GaugeMetricFamily(
-            "aj_poll_lag_seconds", "How late the most overdue unclaimed poll is.", value=lag
+            "aj_runs_in_flight", "Run jobs a poller supervises now.", value=census.runs_in_flight
         )
-        yield from _api_metrics(api)
-        yield GaugeMetricFamily("aj_dead_letters", "Jobs in the dead-letter set.", value=dead)
+        yield GaugeMetricFamily(
+            "aj_polls_scheduled", "Polls waiting in the schedule.", value=census.scheduled
+        )
+        yield GaugeMetricFamily("aj_polls_due", "Polls already due and not yet claimed.", value=census.due)
+        yield GaugeMetricFamily(
+            "aj_poll_lag_seconds", "How late the most overdue unclaimed poll is.", value=census.lag
+        )
+        yield from _api_metrics(census.api)
+        yield GaugeMetricFamily("aj_dead_letters", "Jobs in the dead-letter set.", value=census.dead)
         objects = GaugeMetricFamily(
             "aj_inventory_objects", "Objects recorded for the clean-up.", labels=["kind"]
         )
-        for kind, count in zip(
-            ("threads", "conversations", "vector_stores", "files"), inventory, strict=True
-        ):
+        for kind, count in census.inventory.items():
             objects.add_metric([kind], count)
         yield objects
 
 
-def _api_metrics(api: dict[bytes, bytes]) -> Iterator[CounterMetricFamily]:
+def _api_metrics(api: dict[str, int]) -> Iterator[CounterMetricFamily]:
     requests = CounterMetricFamily(
         "aj_api_requests",
         "API requests workers made, by endpoint and outcome.",
@@ -234,7 +211,7 @@ def _api_metrics(api: dict[bytes, bytes]) -> Iterator[CounterMetricFamily]:
     errors = CounterMetricFamily("aj_api_errors", "Failed API requests, by class.", labels=["class"])
     by_class: Counter[str] = Counter()
     for field, value in sorted(api.items()):
-        name, _, result = _text(field).rpartition("|")
+        name, _, result = field.rpartition("|")
         requests.add_metric([name, result], int(value))
         if result != "ok":
             by_class[result] += int(value)
@@ -244,24 +221,20 @@ def _api_metrics(api: dict[bytes, bytes]) -> Iterator[CounterMetricFamily]:
     yield errors
 
 
-def registry(client: redis.Redis, follow_events: bool = True) -> CollectorRegistry:
+def registry(store: Store, follow_events: bool = True) -> CollectorRegistry:
     """A registry holding only our collector (following the event stream when ``follow_events``)."""
-    events = EventTally(client) if follow_events else None
+    events = EventTally(store.jobs) if follow_events else None
     if events is not None:
         events.start()
     reg = CollectorRegistry()
-    reg.register(JobsCollector(client, events))
+    reg.register(JobsCollector(store, events))
     return reg
 
 
-def serve(settings: Settings, client: redis.Redis, port: int | None = None) -> None:
+def serve(settings: Settings, store: Store, port: int | None = None) -> None:
     """Serve ``/metrics`` on the settings' address and port until the process is stopped."""
-    start_http_server(port or settings.metrics_port, settings.metrics_address, registry=registry(client))
+    start_http_server(port or settings.metrics_port, settings.metrics_address, registry=registry(store))
     threading.Event().wait()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # --- worker hooks ----------------------------------------------------------------------------------
@@ -274,7 +247,7 @@ def process_counts() -> ApiCounts:
     if pid not in _COUNTS:
         from worker.connections import store
 
-        _COUNTS[pid] = ApiCounts(store().redis)
+        _COUNTS[pid] = ApiCounts(store().counters)
     return _COUNTS[pid]
 
 

@@ -47,7 +47,7 @@ def openai_client() -> openai.OpenAI:
     and counted for the metrics."""
     from worker.connections import store
 
-    return make_openai(get_settings(), RateGate(store().redis), process_counts())
+    return make_openai(get_settings(), RateGate(store().gates), process_counts())
 
 
 def api_base(settings: Settings) -> str:

@@ -1,28 +1,38 @@
-"""The pollers: an asyncio loop (in a thread of the worker's main process) that claims due polls,
-retrieves many remote objects at once, and reschedules each or hands it to a finish task.
+"""The poll loop: an asyncio loop (in a thread of the worker's main process) that claims due schedule
+entries, retrieves many remote objects at once, and reschedules each or hands its job to a Celery task.
 
-No Celery message per poll and no task sleeping: a Celery message is sent only when a job has
-something to do (its run ended, needs tool outputs, passed its deadline).
+No Celery message per poll and no task sleeping: a message is sent only when a job has something to do
+(its run ended, needs tool outputs, passed its deadline, or a deferred step fell due). A job handed to a
+message stays on the schedule, *parked* with the message's task id, until the task gives it its next
+entry; so a message in flight is always visible, and the watchdog (run from this loop) can tell a job that
+waits its turn from one that stopped moving.
+
+What to do with an entry is the business of the job kinds: the composition root (`worker.app`) hands
+the loop a handler per entry type (`Poller(handlers={RunPoll: ..., BatchPoll: ...})`). `TaskDue` entries
+are the loop's own: it sends the task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
 
-from tasks.backoff import PollPolicy, error_delay
+from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.openai_client import api_base, auth_headers
-from worker.scheduler import AsyncSchedule, Claim
+from worker.polls import BatchPoll, Entry, RunPoll, TaskDue
 from worker.settings import Settings
+from worker.store.schedule import AsyncSchedule, Claim
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +51,15 @@ HANDOFF_WAIT_S = 0.05
 
 @dataclass
 class Again:
-    """Poll again in ``delay`` seconds, storing ``meta`` (None keeps the current one)."""
+    """Act on the entry again in ``delay`` seconds, storing ``entry`` (None keeps the current one)."""
 
     delay: float
-    meta: dict[str, Any] | None = None
+    entry: Entry | None = None
 
 
 @dataclass
 class Handoff:
-    """Send Celery task ``task`` with ``args`` and take the entry off the schedule."""
+    """Send Celery task ``task`` with ``args``; the job's entry stays, parked, until the task acts."""
 
     task: str
     args: list[Any] = field(default_factory=list)
@@ -73,43 +83,37 @@ class PollContext:
 
 
 Handler = Callable[[PollContext, Claim], Awaitable[Outcome]]
-HANDLERS: dict[str, Handler] = {}
-"""Poll handlers by the ``op`` of a schedule entry; job kinds register theirs on import."""
+"""Decides what a due entry leads to."""
+Send = Callable[[str, list[Any], str], None]
+"""Dispatches Celery task ``name`` with ``args`` under task id ``task_id`` (blocking; run off the loop)."""
 
 
-def poll_handler(op: str) -> Callable[[Handler], Handler]:
-    """Register a poll handler for schedule entries whose meta has ``"op": op``."""
-
-    def register(fn: Handler) -> Handler:
-        HANDLERS[op] = fn
-        return fn
-
-    return register
-
-
-@poll_handler("task")
-async def _send_when_due(ctx: PollContext, claim: Claim) -> Outcome:
-    """A deferred task (a start waiting out a busy thread, a retry after backoff): send it now."""
-    return Handoff(claim.meta["task"], claim.meta.get("args", []))
-
-
-def policy_of(settings: Settings) -> PollPolicy:
-    """The poll policy from the settings."""
-    return PollPolicy(settings.poll_first, settings.poll_factor, settings.poll_cap, settings.poll_jitter)
+async def send_when_due(ctx: PollContext, claim: Claim) -> Outcome:
+    """A `TaskDue` entry: send its task now."""
+    entry = claim.entry
+    assert isinstance(entry, TaskDue)
+    return Handoff(entry.task, entry.args)
 
 
 class Poller:
-    """Runs the poll loop in a daemon thread; ``send(task, args)`` dispatches a Celery task."""
+    """The poll loop. ``start()`` runs it in a daemon thread; ``session()`` and `PollSession.tick` drive it
+    step by step (the in-process test harness does)."""
 
-    def __init__(self, settings: Settings, send: Callable[[str, list[Any]], None]):
+    def __init__(
+        self,
+        settings: Settings,
+        send: Send,
+        handlers: Mapping[type[Entry], Handler],
+        *,
+        periodic: Callable[[], object] | None = None,
+    ):
         self.settings = settings
         self.send = send
+        self.handlers: dict[type[Entry], Handler] = {TaskDue: send_when_due, **handlers}
+        self.periodic = periodic
+        """Blocking work run every `Settings.watchdog_every` seconds in an executor thread (the watchdog)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._reschedules: list[tuple[Claim, float, dict[str, Any] | None]] = []
-        self._releases: list[Claim] = []
-        self._batched: dict[str, list[tuple[Claim, list[Any]]]] = {}
-        self._batch_since = 0.0
 
     def start(self) -> None:
         """Start the loop in a background thread."""
@@ -125,53 +129,93 @@ class Poller:
     def _run(self) -> None:
         try:
             import uvloop
-
-            uvloop.run(self.main())
-        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
             asyncio.run(self.main())
+        else:
+            uvloop.run(self.main())
 
     async def main(self) -> None:
         """Claim, poll and settle until stopped."""
+        async with self.session() as session:
+            await session.run(self._stop)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[PollSession]:
+        """The loop's connections (Redis, the hot-path HTTP session) for as long as the block runs."""
         s = self.settings
         client = aioredis.Redis.from_url(s.redis_url, socket_timeout=30, health_check_interval=15)
-        schedule = AsyncSchedule(client)
         connector = aiohttp.TCPConnector(limit=s.poll_concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=s.openai_timeout)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers=auth_headers(s), raise_for_status=False
-        ) as http:
-            ctx = PollContext(http, api_base(s), policy_of(s), s)
-            flusher = asyncio.create_task(self._flush_forever(schedule))
-            try:
-                await self._loop(ctx, schedule)
-            finally:
-                flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
-                await self._flush(schedule, final=True)
-                await client.aclose()
+        try:
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=timeout, headers=auth_headers(s), raise_for_status=False
+            ) as http:
+                yield PollSession(
+                    self, PollContext(http, api_base(s), policy_of(s), s), AsyncSchedule(client)
+                )
+        finally:
+            await client.aclose()
 
-    async def _loop(self, ctx: PollContext, schedule: AsyncSchedule) -> None:
+
+class PollSession:
+    """One run of the loop on open connections."""
+
+    def __init__(self, poller: Poller, ctx: PollContext, schedule: AsyncSchedule):
+        self.poller = poller
+        self.ctx = ctx
+        self.schedule = schedule
+        self._reschedules: list[tuple[Claim, float, Entry | None]] = []
+        self._parks: list[tuple[Claim, str]] = []
+        self._batched: dict[str, list[tuple[Claim, list[Any]]]] = {}
+        self._batch_since = 0.0
+
+    async def tick(self) -> int:
+        """Claim what is due, handle all of it and write every outcome (batched hand-overs sent at once);
+        the number of entries handled. Deterministic: nothing is left in flight when it returns."""
+        claims = await self.schedule.claim(CLAIM_BATCH, self.ctx.settings.poll_lease)
+        await asyncio.gather(*(self._handle(claim) for claim in claims))
+        await self._flush(final=True)
+        return len(claims)
+
+    async def run(self, stop: threading.Event) -> None:
+        """Claim, handle and settle until ``stop`` is set, with up to `Settings.poll_concurrency`
+        polls in flight, outcomes written every `TICK_S`, and the periodic work every so often."""
+        flusher = asyncio.create_task(self._flush_forever())
+        periodic = asyncio.create_task(self._periodic_forever()) if self.poller.periodic else None
+        try:
+            await self._loop(stop)
+        finally:
+            for task in (flusher, periodic):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await self._flush(final=True)
+
+    async def _loop(self, stop: threading.Event) -> None:
         inflight: set[asyncio.Task[None]] = set()
-        limit = self.settings.poll_concurrency
-        while not self._stop.is_set():
+        limit = self.ctx.settings.poll_concurrency
+        while not stop.is_set():
             free = limit - len(inflight)
             if free <= 0:
                 await asyncio.wait(inflight, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
                 continue
             want = min(free, CLAIM_BATCH)
             try:
-                claims = await schedule.claim(want, self.settings.poll_lease)
+                claims = await self.schedule.claim(want, self.ctx.settings.poll_lease)
             except Exception:
                 log.exception("claiming polls failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
             if not claims:
-                due_in = await schedule.next_due_in()
+                try:
+                    due_in = await self.schedule.next_due_in()
+                except Exception:
+                    due_in = None
                 await asyncio.sleep(IDLE_S if due_in is None else min(max(due_in, TICK_S), IDLE_S))
                 continue
             for claim in claims:
-                task = asyncio.create_task(self._handle(ctx, claim))
+                task = asyncio.create_task(self._handle(claim))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
             if len(claims) < want:  # all that was due is out: let more fall due than claim one at a time
@@ -179,18 +223,19 @@ class Poller:
         if inflight:
             await asyncio.wait(inflight, timeout=5.0)
 
-    async def _handle(self, ctx: PollContext, claim: Claim) -> None:
-        handler = HANDLERS.get(str(claim.meta.get("op")))
+    async def _handle(self, claim: Claim) -> None:
+        handler = self.poller.handlers.get(type(claim.entry))
         try:
             if handler is None:
-                raise LookupError(f"no poll handler for {claim.meta.get('op')!r}")
-            outcome = await handler(ctx, claim)
+                raise LookupError(f"no handler for {type(claim.entry).__name__} entries")
+            outcome = await handler(self.ctx, claim)
         except Exception:
             log.exception("poll of job %s failed", claim.job_id)
-            errors = int(claim.meta.get("poll_errors", 0)) + 1
-            outcome = Again(error_delay(errors, ctx.policy), {**claim.meta, "poll_errors": errors})
+            errors = (claim.entry.errors if isinstance(claim.entry, RunPoll | BatchPoll) else 0) + 1
+            entry = _with_errors(claim.entry, errors)
+            outcome = Again(error_delay(errors, self.ctx.policy), entry)
         if isinstance(outcome, Again):
-            self._reschedules.append((claim, outcome.delay, outcome.meta))
+            self._reschedules.append((claim, outcome.delay, outcome.entry))
         elif outcome.batch:
             if not self._batched:
                 self._batch_since = time.monotonic()
@@ -199,28 +244,29 @@ class Poller:
             await self._dispatch(outcome.task, outcome.args, [claim])
 
     async def _dispatch(self, task: str, args: list[Any], claims: list[Claim]) -> None:
-        """Send ``task``; its claims are released once it is sent, or polled again in a second if not."""
+        """Send ``task``; its claims are parked once it is sent, or tried again in a second if not."""
+        task_id = str(uuid.uuid4())
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.send, task, args)
+            await asyncio.get_running_loop().run_in_executor(None, self.poller.send, task, args, task_id)
         except Exception:
             log.exception("dispatch of %s for %d job(s) failed; will retry", task, len(claims))
             self._reschedules.extend((claim, 1.0, None) for claim in claims)
             return
-        self._releases.extend(claims)
+        self._parks.extend((claim, task_id) for claim in claims)
 
-    async def _flush_forever(self, schedule: AsyncSchedule) -> None:
+    async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                await self._flush(schedule)
+                await self._flush()
             except Exception:
                 log.exception("writing poll outcomes failed; leases will bring them back")
 
-    async def _flush(self, schedule: AsyncSchedule, final: bool = False) -> None:
+    async def _flush(self, final: bool = False) -> None:
         await self._send_batches(final)
         reschedules, self._reschedules = self._reschedules, []
-        releases, self._releases = self._releases, []
-        await schedule.settle(reschedules, releases)
+        parks, self._parks = self._parks, []
+        await self.schedule.settle(reschedules, parks)
 
     async def _send_batches(self, final: bool) -> None:
         """Send the batched hand-overs once the oldest has waited `HANDOFF_WAIT_S` or a batch is full."""
@@ -232,3 +278,21 @@ class Poller:
             for i in range(0, len(items), HANDOFF_BATCH):
                 chunk = items[i : i + HANDOFF_BATCH]
                 await self._dispatch(task, [[args for _, args in chunk]], [claim for claim, _ in chunk])
+
+    async def _periodic_forever(self) -> None:
+        work = self.poller.periodic
+        assert work is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.ctx.settings.watchdog_every)
+            try:
+                await loop.run_in_executor(None, work)
+            except Exception:
+                log.exception("the watchdog pass failed; the next one will look again")
+
+
+def _with_errors(entry: Entry, errors: int) -> Entry | None:
+    """``entry`` with its error count moved on (entries that count errors), else None: keep it."""
+    if isinstance(entry, RunPoll | BatchPoll):
+        return dataclasses.replace(entry, errors=errors)
+    return None

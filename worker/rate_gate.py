@@ -1,5 +1,5 @@
-"""A Retry-After shared by every worker: a 429 or 503 that names a wait closes that endpoint
-(METHOD and path) for all workers until then, and a request to a closed endpoint is not sent.
+"""A Retry-After shared by every worker: a 429 or 503 that names a wait closes that endpoint (METHOD and
+path) for all workers until then, and a request to a closed endpoint is not sent.
 
 Polls have their own per-run backoff; this covers the SDK calls of tasks, where many jobs share an
 endpoint (every background response is created by ``POST /v1/responses``).
@@ -10,21 +10,9 @@ from __future__ import annotations
 import time
 
 import httpx2
-import openai
-import redis
 
-from tasks.errors import retry_after_seconds
-from worker import constants as c
-
-
-class RateGateClosed(openai.OpenAIError):
-    """The endpoint asked everyone to wait; ``wait`` seconds are left. Nothing was sent."""
-
-    def __init__(self, route: str, wait: float):
-        super().__init__(f"{route} asked to wait {wait:.2f} s more (Retry-After)")
-        self.route = route
-        self.wait = wait
-
+from worker.errors import RateGateClosed, retry_after_seconds
+from worker.store.gates import Gates
 
 OPEN_CACHE_S = 0.25
 """How long a process trusts that an endpoint is open before asking Redis again. A 429 this process
@@ -32,10 +20,10 @@ gets closes the gate here at once; one another worker got is seen within this ti
 
 
 class RateGate:
-    """Request and response hooks for the SDK's HTTP client, backed by one Redis key per endpoint."""
+    """Request and response hooks for the SDK's HTTP client, backed by the store's gates."""
 
-    def __init__(self, client: redis.Redis):
-        self.redis = client
+    def __init__(self, gates: Gates):
+        self.gates = gates
         self._until: dict[str, float] = {}
         """Per endpoint: until when it is closed (a future time), or open (the past, when last checked)."""
         self._checked: dict[str, float] = {}
@@ -50,8 +38,7 @@ class RateGate:
         route = self.route(request)
         now = time.time()
         if now - self._checked.get(route, 0.0) > OPEN_CACHE_S:
-            raw = self.redis.get(c.RATE_GATE_KEY.format(route=route))
-            self._until[route] = float(raw) if raw is not None else 0.0
+            self._until[route] = self.gates.until(route)
             self._checked[route] = now
         wait = self._until.get(route, 0.0) - now
         if wait > 0:
@@ -66,4 +53,4 @@ class RateGate:
             until = time.time() + wait
             route = self.route(response.request)
             self._until[route] = max(until, self._until.get(route, 0.0))
-            self.redis.set(c.RATE_GATE_KEY.format(route=route), f"{until:.3f}", px=max(int(wait * 1000), 1))
+            self.gates.close(route, until, wait)

@@ -50,8 +50,17 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
     run_backend: RunBackend = RunBackend.ASSISTANTS
-    max_retries: int = Field(8, ge=0, le=100)
-    """Retryable API errors tolerated per step before the job fails and is dead-lettered."""
+    max_retries: int = Field(10, ge=0, le=100)
+    """Retryable API errors in a row tolerated per step before the job fails and is dead-lettered. A 429
+    that says how long to wait (Retry-After, or a rate-limit reset) does not count: it is waited out, and
+    the job's deadline bounds the wait."""
+    stall_after: PositiveFloat = c.STALL_AFTER_S
+    """Seconds a job's message may be in flight, with nothing waiting in the broker for its queue, before
+    the watchdog re-drives the job."""
+    watchdog_every: PositiveFloat = c.WATCHDOG_EVERY_S
+    """Seconds between watchdog passes, which find jobs that stopped moving and re-drive them."""
+    max_redrives: int = Field(c.MAX_REDRIVES, ge=0, le=100)
+    """Re-drives a stalled job gets before it ends ``failed`` with code ``stalled``."""
     visibility_timeout: int = Field(c.VISIBILITY_TIMEOUT_S, ge=5)
     task_soft_time_limit: int = Field(20, gt=0)
     task_time_limit: int = Field(25, gt=0)

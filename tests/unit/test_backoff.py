@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from tasks.backoff import PollPolicy, compute_delay, error_delay
+from worker.backoff import PollPolicy, compute_delay, error_delay
 
 POLICY = PollPolicy(first=1.0, factor=2.0, cap=8.0, jitter=0.25)
 

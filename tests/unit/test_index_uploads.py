@@ -3,7 +3,6 @@ worker adopted instead of uploaded again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pytest
 import redis
 
 from emulator.server import EmulatorHandle
-from tasks.index_uploads import Uploader, recorded
-from worker import constants as c
+from tasks.index_uploads import Uploader
+from worker.store import Store
 
 
 @pytest.fixture
@@ -23,8 +22,13 @@ def api(emulator: EmulatorHandle) -> Iterator[openai.OpenAI]:
     client.close()
 
 
-def uploader(api: openai.OpenAI, redis_client: redis.Redis, job_id: str = "job_u") -> Uploader:
-    return Uploader(api, redis_client, job_id, concurrency=4, request_timeout=10, ttl_s=60)
+@pytest.fixture
+def store(redis_client: redis.Redis) -> Store:
+    return Store.on(redis_client, result_ttl=60, idempotency_ttl=60, events_maxlen=1000)
+
+
+def uploader(api: openai.OpenAI, store: Store, job_id: str = "job_u") -> Uploader:
+    return Uploader(api, store.uploads, store.inventory, job_id, concurrency=4, request_timeout=10)
 
 
 def files(folder: Path, count: int) -> list[str]:
@@ -37,47 +41,47 @@ def files(folder: Path, count: int) -> list[str]:
 
 
 def test_each_path_is_uploaded_once_and_recorded(
-    api: openai.OpenAI, redis_client: redis.Redis, emulator: EmulatorHandle, tmp_path: Path
+    api: openai.OpenAI, store: Store, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
     paths = files(tmp_path, 12)
-    chunk = uploader(api, redis_client).run(paths, budget_s=10)
-    again = uploader(api, redis_client).run(paths, budget_s=10)
+    chunk = uploader(api, store).run(paths, budget_s=10)
+    again = uploader(api, store).run(paths, budget_s=10)
     assert (chunk.uploaded, chunk.remaining, again.uploaded) == (12, 0, 0)
-    ids = recorded(redis_client, "job_u")
+    ids = store.uploads.recorded("job_u")
     assert sorted(ids) == sorted(paths)
-    assert redis_client.smembers(c.INVENTORY_FILES_KEY) == {i.encode() for i in ids.values()}
+    assert store.inventory.files() == set(ids.values())
     assert set(emulator.counters()["uploads_per_filename"].values()) == {1}
 
 
 def test_an_upload_a_killed_worker_left_unrecorded_is_adopted_not_repeated(
-    api: openai.OpenAI, redis_client: redis.Redis, emulator: EmulatorHandle, tmp_path: Path
+    api: openai.OpenAI, store: Store, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
     # Given a worker killed after the server stored a file but before its id was recorded
     path = files(tmp_path, 1)[0]
-    redis_client.hset(c.UPLOADING_KEY.format(job_id="job_u"), path, time.time())
+    store.uploads.begin("job_u", path)
     with open(path, "rb") as handle:
         stored = api.files.create(file=("note-0.txt", handle), purpose="assistants")
     # And an identical file another job uploaded and recorded, which must not be taken
     with open(path, "rb") as handle:
         other = api.files.create(file=("note-0.txt", handle), purpose="assistants")
-    redis_client.sadd(c.INVENTORY_FILES_KEY, other.id)
+    store.inventory.record_files([other.id])
 
     # When the retried task runs
-    chunk = uploader(api, redis_client).run([path], budget_s=10)
+    chunk = uploader(api, store).run([path], budget_s=10)
 
     # Then the stored file is adopted and nothing is uploaded again
     assert (chunk.adopted, chunk.uploaded) == (1, 0)
-    assert recorded(redis_client, "job_u") == {path: stored.id}
+    assert store.uploads.recorded("job_u") == {path: stored.id}
     assert emulator.counters()["uploads_per_filename"] == {"note-0.txt": 2}
 
 
 def test_a_retryable_upload_error_is_left_for_a_later_retry(
-    api: openai.OpenAI, redis_client: redis.Redis, emulator: EmulatorHandle, tmp_path: Path
+    api: openai.OpenAI, store: Store, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
     path = files(tmp_path, 1)[0]
     emulator.set_faults(rate_500=1.0, paths=["/v1/files"])
-    chunk = uploader(api, redis_client).run([path], budget_s=10)
+    chunk = uploader(api, store).run([path], budget_s=10)
     assert chunk.retry_error is not None and chunk.retry_error.retryable
     assert chunk.remaining == 1
     # A retryable failure leaves no note behind: the server answered, so nothing was stored.
-    assert not redis_client.exists(c.UPLOADING_KEY.format(job_id="job_u"))
+    assert store.uploads.notes("job_u") == {}

@@ -1,14 +1,16 @@
-"""The exporter's view of Redis and the endpoint labels, on fakeredis."""
+"""The exporter's view of Redis (against a real redis-server) and the endpoint labels."""
 
 from __future__ import annotations
 
 import time
 
-import fakeredis
+import redis
 from prometheus_client import generate_latest
 
-from worker import constants as c
+from schemas.job import JobKind, JobRecord, JobStatus
 from worker.metrics import ApiCounts, endpoint, outcome, registry
+from worker.polls import BatchPoll, RunPoll, TaskDue
+from worker.store import NewJob, Store, new_job_id
 
 
 def test_endpoint_labels_hide_object_ids() -> None:
@@ -19,20 +21,29 @@ def test_endpoint_labels_hide_object_ids() -> None:
     ]  # fmt: skip
 
 
-def test_the_exporter_reports_jobs_polls_api_requests_and_the_inventory() -> None:
-    # Given some jobs, polls, counted API requests and inventory entries in Redis
-    r = fakeredis.FakeRedis()
-    r.zadd(c.STATUS_INDEX_KEY.format(status="running"), {"job_1": 1, "job_2": 2})
-    r.zadd(c.POLLS_KEY, {"job_1": (time.time() - 3) * 1000, "job_2": (time.time() + 60) * 1000})
-    r.hset(c.POLL_META_KEY, mapping={"job_1": '{"op": "run"}', "job_2": '{"op": "index"}'})
-    counts = ApiCounts(r)
+def running_job(store: Store, kind: JobKind) -> str:
+    now = time.time()
+    record = JobRecord(id=new_job_id(), kind=kind, request={}, created_at=now, updated_at=now)
+    store.jobs.submit([NewJob(record, None, TaskDue("aj.run.start"), "task-1")], 10.0)
+    store.jobs.set_status(record.id, JobStatus.RUNNING)
+    return record.id
+
+
+def test_the_exporter_reports_jobs_polls_api_requests_and_the_inventory(redis_client: redis.Redis) -> None:
+    # Given two running jobs, a run poll overdue by 3 s and a batch poll due in a minute, counted API
+    # requests and a recorded thread
+    store = Store.on(redis_client, result_ttl=60, idempotency_ttl=60, events_maxlen=1000)
+    run, index = running_job(store, JobKind.RUN), running_job(store, JobKind.INDEX)
+    store.schedule.put(run, RunPoll(path="/responses/resp_1"), -3.0)
+    store.schedule.put(index, BatchPoll(vector_store_id="vs_1", open=["vsfb_1"]), 60.0)
+    counts = ApiCounts(store.counters)
     counts.add("DELETE", "/v1/threads/thread_1", "ok")
     counts.add("DELETE", "/v1/threads/thread_2", "not_found")
     counts.flush()
-    r.zadd(c.INVENTORY_THREADS_KEY, {"thread_1": 1})
+    store.inventory.record_created({"thread_id": "thread_1"})
 
     # When it is scraped
-    text = generate_latest(registry(r, follow_events=False)).decode()
+    text = generate_latest(registry(store, follow_events=False)).decode()
 
     # Then every figure is there under its documented name
     assert 'aj_jobs{status="running"} 2.0' in text

@@ -10,19 +10,24 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from worker.rate_gate import OPEN_CACHE_S, RateGate, RateGateClosed
-from worker.scheduler import AsyncSchedule, Schedule
+from worker.errors import RateGateClosed
+from worker.polls import RunPoll, TaskDue
+from worker.rate_gate import OPEN_CACHE_S, RateGate
+from worker.store.gates import Gates
+from worker.store.schedule import AsyncSchedule, Schedule
+
+POLL = RunPoll(path="/responses/resp_1")
 
 
 def test_a_claim_hides_an_entry_until_its_lease_ends_then_another_poller_gets_it(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
     async def scenario() -> None:
-        Schedule(redis_client).put("job_1", 0.0, {"op": "run"})
+        Schedule(redis_client).put("job_1", POLL, 0.0)
         clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
         first, second = AsyncSchedule(clients[0]), AsyncSchedule(clients[1])
         held = await first.claim(10, lease_s=0.3)
-        assert [c.job_id for c in held] == ["job_1"] and held[0].meta == {"op": "run"}
+        assert [c.job_id for c in held] == ["job_1"] and held[0].entry == POLL
         assert await second.claim(10, lease_s=0.3) == []  # held: invisible to the other poller
         await asyncio.sleep(0.4)  # the holder died: its lease runs out
         taken = await second.claim(10, lease_s=5)
@@ -30,26 +35,28 @@ def test_a_claim_hides_an_entry_until_its_lease_ends_then_another_poller_gets_it
         # The dead holder's late write changes nothing; the new holder's does.
         await first.settle([(held[0], 60.0, None)], [])
         assert await second.claim(10, lease_s=5) == []
-        await second.settle([], [taken[0]])
-        assert Schedule(redis_client).size() == 0
+        await second.settle([], [(taken[0], "task-1")])  # handed to a message: parked, never due
+        schedule = Schedule(redis_client)
+        assert schedule.size() == 1 and schedule.due() == 0
+        assert await second.claim(10, lease_s=5) == []
         for client in clients:
             await client.aclose()
 
     asyncio.run(scenario())
 
 
-def test_a_reschedule_by_a_task_wins_over_the_poller_s_release(
-    redis_client: redis.Redis, redis_url: str
-) -> None:
+def test_a_reschedule_by_a_task_wins_over_the_poller_s_park(redis_client: redis.Redis, redis_url: str) -> None:
     async def scenario() -> None:
         schedule = Schedule(redis_client)
-        schedule.put("job_1", 0.0, {"op": "run"})
+        schedule.put("job_1", POLL, 0.0)
         client = aioredis.Redis.from_url(redis_url)
         poller = AsyncSchedule(client)
         [claim] = await poller.claim(1, lease_s=5)
-        schedule.put("job_1", 30.0, {"op": "run", "n": 0})  # a finish task resumed polling first
-        await poller.settle([], [claim])  # the poller's release of its hand-off comes late
-        assert schedule.meta("job_1") == {"op": "run", "n": 0}
+        resumed = RunPoll(path="/responses/resp_1", polls=3)
+        schedule.put("job_1", resumed, 30.0)  # the finish task resumed polling before the park landed
+        await poller.settle([], [(claim, "task-1")])  # the poller's park of its hand-off comes late
+        assert schedule.entry("job_1") == resumed
+        assert schedule.clear_sent(["job_1"], "task-1") == 0  # and that task's message no longer owns it
         await client.aclose()
 
     asyncio.run(scenario())
@@ -61,21 +68,24 @@ def test_one_settle_writes_each_claim_it_still_holds_and_skips_the_ones_it_lost(
     async def scenario() -> None:
         schedule = Schedule(redis_client)
         for job in ("job_1", "job_2", "job_3", "job_4"):
-            schedule.put(job, 0.0, {"op": "run"})
+            schedule.put(job, POLL, 0.0)
         client = aioredis.Redis.from_url(redis_url)
         poller = AsyncSchedule(client)
         claims = {c.job_id: c for c in await poller.claim(10, lease_s=5)}
         # Tasks take job_2 and job_4 back before the poller's outcomes are written.
-        schedule.put("job_2", 30.0, {"op": "run", "n": 7})
-        schedule.put("job_4", 30.0, {"op": "run", "n": 7})
+        by_task, by_poller = RunPoll(path="/r", polls=7), RunPoll(path="/r", polls=1)
+        schedule.put("job_2", by_task, 30.0)
+        schedule.put("job_4", by_task, 30.0)
         await poller.settle(
-            [(claims["job_1"], 60.0, {"op": "run", "n": 1}), (claims["job_2"], 60.0, {"op": "run", "n": 1})],
-            [claims["job_3"], claims["job_4"]],
+            [(claims["job_1"], 60.0, by_poller), (claims["job_2"], 60.0, by_poller)],
+            [(claims["job_3"], "task-3"), (claims["job_4"], "task-4")],
         )
-        assert schedule.meta("job_1") == {"op": "run", "n": 1}
-        assert schedule.meta("job_2") == {"op": "run", "n": 7}
-        assert schedule.meta("job_3") is None
-        assert schedule.meta("job_4") == {"op": "run", "n": 7}
+        assert schedule.entry("job_1") == by_poller
+        assert schedule.entry("job_2") == by_task
+        assert schedule.entry("job_3") == POLL and schedule.due() == 0  # parked as it was
+        assert schedule.entry("job_4") == by_task
+        assert schedule.clear_sent(["job_3", "job_4"], "task-3") == 1
+        assert schedule.clear_sent(["job_4"], "task-4") == 0
         assert schedule.size() == 3
         await client.aclose()
 
@@ -88,7 +98,7 @@ def _exchange(method: str, url: str, status: int, retry_after_ms: str | None) ->
 
 
 def test_a_429_closes_its_endpoint_for_every_worker_until_the_wait_passes(redis_client: redis.Redis) -> None:
-    here, elsewhere = RateGate(redis_client), RateGate(redis_client)
+    here, elsewhere = RateGate(Gates(redis_client)), RateGate(Gates(redis_client))
     create = httpx2.Request("POST", "http://api/v1/responses")
     other = httpx2.Request("GET", "http://api/v1/responses/resp_1")
     here.check(create)
@@ -107,8 +117,25 @@ def test_a_429_closes_its_endpoint_for_every_worker_until_the_wait_passes(redis_
 
 
 def test_a_success_or_a_429_without_a_wait_closes_nothing(redis_client: redis.Redis) -> None:
-    gate = RateGate(redis_client)
+    gate = RateGate(Gates(redis_client))
     request = httpx2.Request("POST", "http://api/v1/threads")
     gate.record(_exchange("POST", "http://api/v1/threads", 200, None))
     gate.record(_exchange("POST", "http://api/v1/threads", 429, None))
     gate.check(request)
+
+
+def test_an_entry_that_does_not_decode_is_dropped_not_claimed_for_ever(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    async def scenario() -> None:
+        schedule = Schedule(redis_client)
+        schedule.put("job_good", TaskDue("aj.run.start", [["job_good"]]), 0.0)
+        schedule.put("job_bad", POLL, 0.0)
+        redis_client.hset("aj:pollmeta", "job_bad", "not json {")
+        client = aioredis.Redis.from_url(redis_url)
+        claims = await AsyncSchedule(client).claim(10, lease_s=5)
+        assert [c.job_id for c in claims] == ["job_good"]
+        assert schedule.entry("job_bad") is None and schedule.size() == 1
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -1,4 +1,5 @@
-"""The job store against a real redis-server: records, transitions, index, events, waits, retention."""
+"""The job store against a real redis-server: records, transitions, index, events, waits, retention,
+the outbox at submit, and records that cannot be read."""
 
 from __future__ import annotations
 
@@ -9,85 +10,135 @@ import pytest
 import redis
 
 from schemas.job import IllegalTransition, JobKind, JobRecord, JobStatus
-from worker import constants as c
-from worker.store import JobStore, new_job_id
+from worker.polls import RunPoll, TaskDue
+from worker.store import NewJob, Store, new_job_id
 
 
-def make_store(client: redis.Redis, ttl: int = 3600) -> JobStore:
-    return JobStore(client, result_ttl=ttl, idempotency_ttl=60, events_maxlen=1000)
+def make_store(client: redis.Redis, ttl: int = 3600) -> Store:
+    return Store.on(client, result_ttl=ttl, idempotency_ttl=60, events_maxlen=1000)
 
 
-def record(idempotency_key: str | None = None) -> JobRecord:
+def record(idempotency_key: str | None = None, **request: object) -> JobRecord:
     now = time.time()
     return JobRecord(
         id=new_job_id(),
         kind=JobKind.RUN,
-        request={"kind": "run"},
+        request={"kind": "run", **request},
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
     )
 
 
+def submit(store: Store, rec: JobRecord, thread: str | None = None, grace_s: float = 10.0) -> tuple[str, bool]:
+    new = NewJob(rec, thread, TaskDue("aj.run.start", [[rec.id]]), "task-1")
+    [(job_id, created)] = store.jobs.submit([new], grace_s).results
+    return job_id, created
+
+
 def test_created_job_is_queued_indexed_and_announced(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
     rec = record()
-    job_id, created = store.create(rec)
+    job_id, created = submit(store, rec)
     assert created and job_id == rec.id
-    assert store.require(job_id).status == JobStatus.QUEUED
-    assert [r.id for r in store.list(JobStatus.QUEUED)] == [job_id]
-    assert [(e.type, e.job_id) for e in store.events()] == [("job.queued", job_id)]
+    assert store.jobs.require(job_id).status == JobStatus.QUEUED
+    assert [r.id for r in store.jobs.list(JobStatus.QUEUED)] == [job_id]
+    assert [(e.type, e.job_id) for e in store.jobs.events()] == [("job.queued", job_id)]
+
+
+def test_a_submitted_job_s_start_waits_in_the_outbox_until_it_is_sent(redis_client: redis.Redis) -> None:
+    # Given a job submitted with its start staged but not yet sent
+    store = make_store(redis_client)
+    rec = record()
+    submitted = store.jobs.submit([NewJob(rec, None, TaskDue("aj.run.start", [[rec.id]]), "task-1")], 0.0)
+    job_id = rec.id
+    # Then the poll loop would send it: it is on the schedule, due, as a start of this job alone
+    assert store.schedule.entry(job_id) == TaskDue("aj.run.start", [[job_id]])
+    assert store.schedule.due() == 1
+    # When the producer sent it and parks it
+    store.schedule.park([job_id], submitted.token, "task-1")
+    # Then it stays on the schedule as a message in flight, never due
+    assert store.schedule.due() == 0 and store.schedule.size() == 1
+    # And the task that runs the message, having given the job nothing new, clears it; another task cannot
+    assert store.schedule.clear_sent([job_id], "task-other") == 0
+    assert store.schedule.clear_sent([job_id], "task-1") == 1
+    assert store.schedule.size() == 0
+
+
+def test_a_job_submitted_on_a_thread_takes_its_place_in_the_thread_s_queue(redis_client: redis.Redis) -> None:
+    store = make_store(redis_client)
+    first, _ = submit(store, record(), thread="thread_1")
+    second, _ = submit(store, record(), thread="thread_1")
+    assert store.threads.waiting("thread_1") == [first, second]
 
 
 def test_same_idempotency_key_returns_the_first_job(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    first, created_first = store.create(record("order-42"))
-    second, created_second = store.create(record("order-42"))
+    first, created_first = submit(store, record("order-42"))
+    second, created_second = submit(store, record("order-42"))
     assert (second, created_first, created_second) == (first, True, False)
-    assert len(store.list()) == 1
+    assert len(store.jobs.list()) == 1
+    assert store.schedule.size() == 1  # one start staged, not two
 
 
 def test_status_moves_are_checked_and_an_ended_job_never_changes(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    job_id, _ = store.create(record())
+    job_id, _ = submit(store, record())
     with pytest.raises(IllegalTransition):
-        store.set_status(job_id, JobStatus.REQUIRES_ACTION)  # queued -> requires_action is not a move
-    store.set_status(job_id, JobStatus.RUNNING)
-    done = store.set_status(job_id, JobStatus.COMPLETED, result={"text": "hi"})
+        store.jobs.set_status(job_id, JobStatus.REQUIRES_ACTION)  # queued -> requires_action is not a move
+    store.jobs.set_status(job_id, JobStatus.RUNNING)
+    done = store.jobs.set_status(job_id, JobStatus.COMPLETED, result={"text": "hi"})
     assert done.finished_at is not None and done.started_at is not None
     with pytest.raises(IllegalTransition):
-        store.set_status(job_id, JobStatus.FAILED)
-    assert store.require(job_id).result == {"text": "hi"}
-    assert [e.type for e in store.events()] == ["job.queued", "job.started", "job.completed"]
-    assert store.list(JobStatus.RUNNING) == [] and [r.id for r in store.list(JobStatus.COMPLETED)] == [job_id]
+        store.jobs.set_status(job_id, JobStatus.FAILED)
+    assert store.jobs.require(job_id).result == {"text": "hi"}
+    assert [e.type for e in store.jobs.events()] == ["job.queued", "job.started", "job.completed"]
+    running, completed = store.jobs.list(JobStatus.RUNNING), store.jobs.list(JobStatus.COMPLETED)
+    assert running == [] and [r.id for r in completed] == [job_id]
+
+
+def test_an_end_takes_the_job_off_the_schedule_in_the_same_write(redis_client: redis.Redis) -> None:
+    store = make_store(redis_client)
+    job_id, _ = submit(store, record())
+    store.jobs.set_status(job_id, JobStatus.RUNNING)
+    store.schedule.put(job_id, RunPoll(path="/responses/resp_1"), 1.0)
+    store.jobs.set_status(job_id, JobStatus.FAILED)
+    assert store.schedule.entry(job_id) is None and store.schedule.size() == 0
 
 
 def test_concurrent_writers_both_land(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    job_id, _ = store.create(record())
-    store.set_status(job_id, JobStatus.RUNNING)
+    job_id, _ = submit(store, record())
+    store.jobs.set_status(job_id, JobStatus.RUNNING)
 
     def bump(_: int) -> None:
         for _ in range(20):
-            store.update(job_id, lambda r: r.model_copy(update={"attempts": r.attempts + 1}))
+            store.jobs.update(job_id, lambda r: r.model_copy(update={"attempts": r.attempts + 1}))
 
     threads = [threading.Thread(target=bump, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert store.require(job_id).attempts == 80
+    assert store.jobs.require(job_id).attempts == 80
 
 
 def test_wait_blocks_until_the_end_without_polling(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    job_id, _ = store.create(record())
-    store.set_status(job_id, JobStatus.RUNNING)
-    threading.Timer(0.3, lambda: store.set_status(job_id, JobStatus.COMPLETED)).start()
+    job_id, _ = submit(store, record())
+    store.jobs.set_status(job_id, JobStatus.RUNNING)
+    started = threading.Barrier(4)
     waiters: list[JobStatus] = []
-    ts = [threading.Thread(target=lambda: waiters.append(store.wait(job_id, 5).status)) for _ in range(3)]
+
+    def wait() -> None:
+        started.wait()
+        waiters.append(store.jobs.wait(job_id, 30).status)
+
+    ts = [threading.Thread(target=wait) for _ in range(3)]
     for t in ts:
         t.start()
+    started.wait()
+    store.jobs.set_status(job_id, JobStatus.COMPLETED)
     for t in ts:
         t.join()
     assert waiters == [JobStatus.COMPLETED] * 3
@@ -95,29 +146,59 @@ def test_wait_blocks_until_the_end_without_polling(redis_client: redis.Redis) ->
 
 def test_wait_returns_the_live_record_at_its_timeout(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    job_id, _ = store.create(record())
-    assert store.wait(job_id, 0.2).status == JobStatus.QUEUED
+    job_id, _ = submit(store, record())
+    assert store.jobs.wait(job_id, 0.2).status == JobStatus.QUEUED
 
 
 def test_ended_records_expire_and_leave_no_index_entries(redis_client: redis.Redis) -> None:
     store = make_store(redis_client, ttl=1)
-    old, _ = store.create(record())
-    store.set_status(old, JobStatus.CANCELLED)
-    time.sleep(2.1)
-    assert store.get(old) is None
+    old, _ = submit(store, record())
+    store.jobs.set_status(old, JobStatus.CANCELLED)
+    deadline = time.monotonic() + 30
+    while store.jobs.get(old) is not None:  # Redis expires the record after its 1 s retention
+        assert time.monotonic() < deadline, "the ended record never expired"
+        time.sleep(0.1)
     # The next job to end prunes the index of jobs ended longer than the retention ago.
-    new, _ = store.create(record())
-    store.set_status(new, JobStatus.CANCELLED)
-    members = [m.decode() for m in redis_client.zrange(c.STATUS_INDEX_KEY.format(status="cancelled"), 0, -1)]
-    assert members == [new]
-    assert [r.id for r in store.list()] == [new]
+    time.sleep(1.1)
+    new, _ = submit(store, record())
+    store.jobs.set_status(new, JobStatus.CANCELLED)
+    assert [r.id for r in store.jobs.list()] == [new]
+    assert store.jobs.sweep(dry_run=True, events_before=0)["index_entries"] == 0
 
 
 def test_events_can_be_followed_from_a_stream_id(redis_client: redis.Redis) -> None:
     store = make_store(redis_client)
-    store.create(record())
-    seen = store.events()
-    second, _ = store.create(record())
-    later = store.events(seen[-1].stream_id)
+    submit(store, record())
+    seen = store.jobs.events()
+    second, _ = submit(store, record())
+    later = store.jobs.events(seen[-1].stream_id)
     assert [e.job_id for e in later] == [second]
-    assert store.events(later[-1].stream_id, block_ms=100) == []
+    assert store.jobs.events(later[-1].stream_id, block_ms=100) == []
+
+
+@pytest.mark.parametrize("garbage", ["not json {", '{"id": "x"}', "[1, 2, 3]"])
+def test_a_record_that_cannot_be_read_ends_failed_as_corrupt_and_breaks_no_reader(
+    redis_client: redis.Redis, garbage: str
+) -> None:
+    # Given a running job with a poll, and a healthy one beside it
+    store = make_store(redis_client)
+    broken, _ = submit(store, record())
+    healthy, _ = submit(store, record())
+    store.jobs.set_status(broken, JobStatus.RUNNING)
+    store.schedule.put(broken, RunPoll(path="/responses/resp_1"), 1.0)
+    # When its record is overwritten with something that does not parse
+    redis_client.hset(f"aj:job:{broken}", "record", garbage)
+    # Then listing still works and shows it failed with corrupt_record, the raw text kept
+    listed = {r.id: r for r in store.jobs.list()}
+    assert set(listed) == {broken, healthy}
+    assert listed[broken].status == JobStatus.FAILED
+    assert listed[broken].error is not None and listed[broken].error.code == "corrupt_record"
+    assert listed[broken].result == {"corrupt_record": garbage}
+    # And it is dead-lettered, announced, off the schedule, and its waiters wake
+    assert [r.id for r in store.jobs.dead()] == [broken]
+    assert ("job.failed", broken) in [(e.type, e.job_id) for e in store.jobs.events()]
+    assert store.schedule.entry(broken) is None
+    assert store.jobs.wait(broken, 1).status == JobStatus.FAILED
+    # And any later change of it is refused like a change of any ended job
+    with pytest.raises(IllegalTransition):
+        store.jobs.set_status(broken, JobStatus.COMPLETED)

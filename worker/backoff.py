@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 RETRY_AFTER_MARGIN_S = 0.05
 """Added to a server's Retry-After, so clock granularity never puts a retry a hair before it."""
@@ -17,6 +21,11 @@ class PollPolicy:
     factor: float = 1.5
     cap: float = 2.0
     jitter: float = 0.2
+
+
+def policy_of(settings: Settings) -> PollPolicy:
+    """The poll policy the settings give."""
+    return PollPolicy(settings.poll_first, settings.poll_factor, settings.poll_cap, settings.poll_jitter)
 
 
 def compute_delay(

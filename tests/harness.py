@@ -1,0 +1,174 @@
+"""An in-process, deterministic harness for flows: a real Redis, the emulator over real HTTP with the real
+``openai`` client, real Celery messages through the Redis broker, and no worker processes.
+
+- `BurstWorker.drain` takes the messages waiting on the worker's queues (in the order a worker serves them)
+  and runs each task in this process, the way arq's ``worker(burst=True)`` or dramatiq's stub worker do.
+- The poll loop runs one step at a time (`worker.poller.PollSession.tick`): claim what is due, poll it,
+  write every outcome.
+- `Clock` moves time forward: ``time.time`` is offset, so the schedule, deadlines and the emulator's runs
+  (which derive their status from the clock) all see the same later moment, without waiting for it.
+
+`Harness.run` alternates the three until every job named has ended: a flow test takes milliseconds
+and asserts exact outcomes. Tests that need what only processes show (a SIGKILL, a real time limit, beat)
+keep real workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from schemas.job import JobRecord
+from tasks.index_poll import poll_batches
+from tasks.run_poll import poll_run
+from worker.client import Jobs
+from worker.poller import PollSession, Poller
+from worker.polls import BatchPoll, RunPoll
+from worker.settings import Settings
+from worker.store import Store
+from worker.watchdog import Watchdog, kombu_backlog
+
+
+class Clock:
+    """``time.time`` plus an offset that only grows: `advance` jumps ahead without waiting."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.offset = 0.0
+        self._real = time.time
+        monkeypatch.setattr(time, "time", self.now)
+
+    def now(self) -> float:
+        """The harness's present (unix seconds)."""
+        return self._real() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Jump ``seconds`` ahead."""
+        self.offset += max(seconds, 0.0)
+
+
+@dataclass
+class BurstWorker:
+    """Runs the tasks waiting on the broker's queues in this process until none is left."""
+
+    app: Celery
+    queues: list[str]
+    ran: list[str] = field(default_factory=list)
+    """Every task name run, in order."""
+
+    def drain(self, limit: int = 10_000) -> int:
+        """Run waiting messages, the first non-empty queue first each time; how many ran."""
+        count = 0
+        with self.app.connection_for_read() as conn:
+            channel = conn.default_channel
+            while count < limit:
+                message = next((m for m in (channel.basic_get(queue=q) for q in self.queues) if m), None)
+                if message is None:
+                    break
+                args, kwargs, _embed = message.decode()
+                name = message.headers["task"]
+                message.ack()
+                self.app.tasks[name].apply(args=args, kwargs=kwargs, task_id=message.headers["id"])
+                self.ran.append(name)
+                count += 1
+        return count
+
+
+class Harness:
+    """A producer client, a burst worker, the poll loop and a clock, on one test's Redis and emulator."""
+
+    def __init__(self, settings: Settings, app: Celery, clock: Clock):
+        self.settings = settings
+        self.app = app
+        self.clock = clock
+        self.jobs = Jobs(settings, celery=app)
+        self.store: Store = self.jobs.store
+        self.worker = BurstWorker(
+            app,
+            [settings.queue_runs_active, settings.queue_runs, settings.queue_indexing, settings.queue_maintenance],
+        )
+        self.poller = Poller(
+            settings,
+            lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
+            handlers={RunPoll: poll_run, BatchPoll: poll_batches},
+        )
+        self.watchdog = Watchdog(self.store, settings, kombu_backlog(app.connection_for_write))
+        self._loop = asyncio.new_event_loop()
+        self._stack = ExitStack()
+        self._session: PollSession | None = None
+
+    def __enter__(self) -> Harness:
+        session_cm = self.poller.session()
+        self._session = self._loop.run_until_complete(session_cm.__aenter__())
+        self._stack.callback(lambda: self._loop.run_until_complete(session_cm.__aexit__(None, None, None)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._loop.close()
+        self.jobs.store.redis.close()
+
+    def tick(self) -> int:
+        """One step of the poll loop; how many entries it handled."""
+        assert self._session is not None
+        return self._loop.run_until_complete(self._session.tick())
+
+    def step(self) -> int:
+        """Run the waiting messages, then one poll step; how many things happened."""
+        return self.worker.drain() + self.tick()
+
+    def run(self, *job_ids: str, max_steps: int = 2_000, until: Callable[[], bool] | None = None) -> list[JobRecord]:
+        """Step, and move the clock to the next due entry whenever nothing is left to do now, until every
+        job in ``job_ids`` has ended (or ``until()`` holds); their records. Fails when nothing is left to
+        do and a job still has not ended: that job is stuck."""
+        done = until or (lambda: all(self.jobs.get(j).status.ended for j in job_ids))
+        for _ in range(max_steps):
+            if done():
+                return [self.jobs.get(j) for j in job_ids]
+            if self.step():
+                continue
+            due_in = self.store.schedule.next_due_in()
+            if due_in is None:
+                stuck = {j: self.jobs.get(j).status.value for j in job_ids}
+                raise AssertionError(f"nothing is scheduled and nothing waits, yet jobs have not ended: {stuck}")
+            self.clock.advance(due_in + 0.001)
+        raise AssertionError(f"jobs still running after {max_steps} steps")
+
+    def submit_and_run(self, request: dict[str, Any]) -> JobRecord:
+        """Submit one job and run it to its end."""
+        ref = self.jobs.submit(request)
+        return self.run(ref.id)[0]
+
+
+def reset_process_caches() -> None:
+    """Forget the per-process settings, store, client and services, so this test's environment counts."""
+    from tasks.base import services
+    from worker.connections import store
+    from worker.openai_client import openai_client
+    from worker.settings import get_settings
+
+    if openai_client.cache_info().currsize:
+        openai_client().close()
+    if store.cache_info().currsize:
+        store().redis.close()
+    for cached in (get_settings, store, openai_client, services):
+        cached.cache_clear()
+
+
+def harness_for(settings: Settings, clock: Clock) -> Iterator[Harness]:
+    """A running harness for ``settings`` (the fixture's body)."""
+    from worker.app import create_app
+
+    reset_process_caches()
+    app = create_app(settings)
+    app.set_current()
+    with Harness(settings, app, clock) as harness:
+        yield harness
+    app.close()
+    reset_process_caches()

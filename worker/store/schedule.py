@@ -1,0 +1,237 @@
+"""The poll schedule: at most one entry per live job, telling the poll loop what to do with it and when.
+
+An entry is a job id in a sorted set scored by when it is due (ms) and its `worker.polls` entry in a hash.
+
+- The poll loop *claims* due entries with a lease: the score moves to the lease's end, so the entry is
+  invisible to other pollers while held and falls due again by itself if its poller dies. The claim's
+  score is its token: a settle with a token that no longer matches changes nothing.
+- A job handed to a Celery message is *parked*: its score moves far into the future (`PARKED_MS` plus
+  when it was parked) and the message's task id is recorded. The task that runs the message gives the
+  job its next entry, or ends it (which removes the entry); when it did neither (the job now waits its turn
+  on a thread), it clears the parked entry, but only if the task id is still its own. A parked entry is
+  thus the marker of a message in flight, however long it waits in the broker; the watchdog looks at
+  parked entries only when they are old and the broker has nothing waiting.
+- The same entries are the outbox: a start (or any send from a task) is first *staged* as a `TaskDue`
+  due after a grace period, then sent, then parked. If the sender dies or the broker is down, the entry
+  falls due and the poll loop sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from worker.polls import Entry, decode, encode
+from worker.store import keys
+from worker.store.codec import text
+from worker.store.scripts import source
+
+log = logging.getLogger(__name__)
+
+PARKED_MS = 10**15
+"""Score offset of parked entries (year 33658 in ms): never due, and ``PARKED_MS + parked_at`` still
+fits a double exactly."""
+
+SCHEDULE_KEYS = [keys.POLLS, keys.POLL_ENTRIES, keys.POLL_SENT]
+"""The schedule's three keys, in the order its scripts take them."""
+
+
+@dataclass
+class Claim:
+    """A due entry a poller holds until ``token`` (ms)."""
+
+    job_id: str
+    entry: Entry
+    token: int
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the schedule's unit (shared by every host)."""
+    return int(time.time() * 1000)
+
+
+def parked_score(at_ms: int) -> int:
+    """The score of an entry parked at ``at_ms``."""
+    return PARKED_MS + at_ms
+
+
+class Schedule:
+    """The schedule for tasks, producers and the watchdog (synchronous)."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._clear_sent = client.register_script(source("clear_sent"))
+        self._settle = client.register_script(source("settle"))
+        self._redrive = client.register_script(source("redrive"))
+
+    def put(self, job_id: str, entry: Entry, due_in: float) -> None:
+        """Give ``job_id`` ``entry``, due ``due_in`` seconds from now, whoever held it before."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
+        pipe.zadd(keys.POLLS, {job_id: now_ms() + int(due_in * 1000)})
+        pipe.hdel(keys.POLL_SENT, job_id)
+        pipe.execute()
+
+    def remove(self, job_id: str) -> None:
+        """Take ``job_id`` off the schedule whoever holds it."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(keys.POLLS, job_id)
+        pipe.hdel(keys.POLL_ENTRIES, job_id)
+        pipe.hdel(keys.POLL_SENT, job_id)
+        pipe.execute()
+
+    def stage(self, entries: Mapping[str, Entry], task_id: str, grace_s: float) -> int:
+        """Put ``entries`` in the outbox: due after ``grace_s`` unless parked first, each marked as
+        carried by message ``task_id``. Returns the token `park` needs."""
+        due = now_ms() + int(grace_s * 1000)
+        pipe = self.redis.pipeline(transaction=True)
+        for job_id, entry in entries.items():
+            pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
+            pipe.zadd(keys.POLLS, {job_id: due})
+            pipe.hset(keys.POLL_SENT, job_id, task_id)
+        pipe.execute()
+        return due
+
+    def park(self, job_ids: Iterable[str], token: int, task_id: str) -> None:
+        """Park the staged entries of ``job_ids`` whose score is still ``token`` (the message was sent)."""
+        args: list[Any] = []
+        score = parked_score(now_ms())
+        for job_id in job_ids:
+            args += [job_id, token, score, task_id]
+        if args:
+            self._settle(keys=SCHEDULE_KEYS, args=[0, *args])
+
+    def clear_sent(self, job_ids: Sequence[str], task_id: str) -> int:
+        """Take off the schedule those of ``job_ids`` whose entry still waits on message ``task_id``."""
+        if not job_ids:
+            return 0
+        return int(self._clear_sent(keys=SCHEDULE_KEYS, args=[task_id, *job_ids]))
+
+    def redrive(self, job_id: str, entry: Entry, *, waited_on: str | None) -> bool:
+        """Give a stalled job ``entry``, due now, if it is still as the watchdog saw it: parked on message
+        ``waited_on``, or (None) with no entry at all. False when it moved meanwhile."""
+        args: list[Any] = [job_id, encode(entry), now_ms(), waited_on or ""]
+        return bool(self._redrive(keys=SCHEDULE_KEYS, args=args))
+
+    def entry(self, job_id: str) -> Entry | None:
+        """The entry of ``job_id``, or None."""
+        raw = self.redis.hget(keys.POLL_ENTRIES, job_id)
+        return decode(raw) if raw else None
+
+    def scheduled(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each of ``job_ids`` has an entry."""
+        if not job_ids:
+            return []
+        scores: list[Any] = self.redis.zmscore(keys.POLLS, list(job_ids))
+        return [score is not None for score in scores]
+
+    def parked_before(self, at_ms: int, limit: int = 1000) -> list[tuple[str, int, str | None]]:
+        """``(job id, parked at ms, task id)`` of entries parked before ``at_ms``, oldest first."""
+        rows: list[Any] = self.redis.zrangebyscore(
+            keys.POLLS, parked_score(0), parked_score(at_ms), start=0, num=limit, withscores=True
+        )
+        if not rows:
+            return []
+        ids = [text(member) for member, _ in rows]
+        sent: list[Any] = self.redis.hmget(keys.POLL_SENT, ids)
+        return [
+            (job_id, int(score) - PARKED_MS, text(s) if s else None)
+            for job_id, (_, score), s in zip(ids, rows, sent, strict=True)
+        ]
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest entry that is not parked falls due (None when there is none)."""
+        first: Any = self.redis.zrange(keys.POLLS, 0, 0, withscores=True)
+        if not first or first[0][1] >= PARKED_MS:
+            return None
+        return float((first[0][1] - now_ms()) / 1000)
+
+    def size(self) -> int:
+        """Entries on the schedule (due, claimed or parked)."""
+        return int(self.redis.zcard(keys.POLLS))
+
+    def due(self) -> int:
+        """Entries already due and not claimed."""
+        return int(self.redis.zcount(keys.POLLS, "-inf", now_ms()))
+
+    def lag(self) -> float:
+        """Seconds the most overdue unclaimed entry has waited (0 when none is due)."""
+        first: Any = self.redis.zrange(keys.POLLS, 0, 0, withscores=True)
+        return max(0.0, (now_ms() - first[0][1]) / 1000) if first else 0.0
+
+    def entries(self) -> dict[str, Entry]:
+        """Every entry (for the metrics exporter and the jobs sweep)."""
+        return {text(k): decode(v) for k, v in self.redis.hgetall(keys.POLL_ENTRIES).items()}
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Drop the entries of jobs that are gone (the jobs sweep)."""
+        if not job_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(keys.POLLS, *job_ids)
+        pipe.hdel(keys.POLL_ENTRIES, *job_ids)
+        pipe.hdel(keys.POLL_SENT, *job_ids)
+        pipe.execute()
+
+
+class AsyncSchedule:
+    """The schedule for the poll loop (asyncio)."""
+
+    def __init__(self, client: aioredis.Redis):
+        self.redis = client
+        self._claim = client.register_script(source("claim"))
+        self._settle = client.register_script(source("settle"))
+
+    async def claim(self, limit: int, lease_s: float) -> list[Claim]:
+        """Take up to ``limit`` due entries for ``lease_s`` seconds. An entry that does not decode is
+        dropped and logged rather than claimed again for ever; the watchdog re-drives its job."""
+        reply = await self._claim(keys=SCHEDULE_KEYS[:2], args=[now_ms(), limit, int(lease_s * 1000)])
+        if not reply:
+            return []
+        token = int(float(reply[-1]))
+        claims, bad = [], []
+        for i in range(0, len(reply) - 1, 2):
+            job_id = text(reply[i])
+            try:
+                claims.append(Claim(job_id, decode(reply[i + 1]), token))
+            except ValueError as exc:
+                log.error("dropped the unreadable schedule entry of job %s: %s", job_id, exc)
+                bad.append(job_id)
+        if bad:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(keys.POLLS, *bad)
+            pipe.hdel(keys.POLL_ENTRIES, *bad)
+            pipe.hdel(keys.POLL_SENT, *bad)
+            await pipe.execute()
+        return claims
+
+    async def next_due_in(self) -> float | None:
+        """Seconds until the earliest entry falls due (None when nothing waits but parked entries)."""
+        first: Any = await self.redis.zrange(keys.POLLS, 0, 0, withscores=True)
+        if not first or first[0][1] >= PARKED_MS:
+            return None
+        return float((first[0][1] - now_ms()) / 1000)
+
+    async def settle(
+        self,
+        reschedules: Sequence[tuple[Claim, float, Entry | None]],
+        parks: Sequence[tuple[Claim, str]],
+    ) -> None:
+        """Write many outcomes in one script call: reschedule claims ``delay`` seconds ahead (with a new
+        entry when given), park others as carried by a Celery task id. Claims no longer held are skipped."""
+        if not reschedules and not parks:
+            return
+        base = now_ms()
+        args: list[Any] = [len(reschedules)]
+        for claim, delay, entry in reschedules:
+            args += [claim.job_id, claim.token, base + int(delay * 1000), encode(entry) if entry else ""]
+        parked = parked_score(base)
+        for claim, task_id in parks:
+            args += [claim.job_id, claim.token, parked, task_id]
+        await self._settle(keys=SCHEDULE_KEYS, args=args)
