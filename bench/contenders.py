@@ -165,7 +165,7 @@ def ours(profile: dict[str, Any], runs: int, policy: dict[str, str], timeout: fl
             reader.halt.set()
             reader.join(5)
             stop(worker, 60)
-        records = jobs.store.get_many([r.id for r in refs])
+        records = jobs.store.jobs.get_many([r.id for r in refs])
         for ref, record in zip(refs, records, strict=True):
             end = reader.ended.get(ref.id)
             status = end[2] if end else (record.status.value if record else "missing")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentiles, say, write_result
-from worker import constants as c
+from schemas.job import JobStatus
 from worker.app import create_app
 from worker.client import Jobs
 from worker.devredis import private_redis
@@ -47,7 +47,7 @@ def measure(singles: int, many: int) -> dict[str, Any]:
             began = time.perf_counter()
             refs = jobs.submit_many(requests)
             many_s = time.perf_counter() - began
-            queued = jobs.store.redis.zcard(c.STATUS_INDEX_KEY.format(status="queued"))
+            queued = jobs.store.census().jobs[JobStatus.QUEUED]
         finally:
             jobs.store.redis.close()
     return {

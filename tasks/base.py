@@ -25,7 +25,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from schemas.job import JobError
 from tasks.steps import Services, internal_error
 from tasks.tools import Tools
-from worker import constants as c
 from worker.connections import store
 from worker.dispatch import Dispatcher, job_ids_of
 from worker.openai_client import openai_client
@@ -112,6 +111,6 @@ def services() -> Services:
         settings=settings,
         store=st,
         client=openai_client(),
-        dispatcher=Dispatcher(st.schedule, publish, c.OUTBOX_GRACE_S),
+        dispatcher=Dispatcher(st.schedule, publish, settings.outbox_grace),
         tools=Tools.from_modules(settings.tool_modules),
     )

@@ -417,6 +417,8 @@ def _release(svc: Services, record: JobRecord) -> None:
     if key is None:
         return
     start_task, task_id = task_name(c.TASK_START), new_task_id()
-    handover = svc.store.threads.release(key, record.id, TaskDue(start_task), task_id, c.OUTBOX_GRACE_S)
+    handover = svc.store.threads.release(
+        key, record.id, TaskDue(start_task), task_id, svc.settings.outbox_grace
+    )
     if handover is not None:
         svc.dispatcher.sent(start_task, [[handover.job_id]], task_id, [handover.job_id], handover.token)

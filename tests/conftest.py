@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,17 +98,28 @@ def jobs(settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Time that the test moves forward (``time.time`` offset in this process, the emulator's clock too)."""
-    return Clock(monkeypatch)
+def make_harness(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, emulator: EmulatorHandle
+) -> Iterator[Callable[..., Harness]]:
+    """Factory: ``make_harness(AJ_X="1")`` starts the in-process harness (see tests/harness.py) with the
+    test environment plus those settings. One per test."""
+    clock = Clock(monkeypatch)
+    stack = contextlib.ExitStack()
+
+    def make(**extra_env: str) -> Harness:
+        for key, value in {**env, **extra_env}.items():
+            if key.startswith(("AJ_", "OPENAI_")):
+                monkeypatch.setenv(key, value)
+        return stack.enter_context(harness_for(Settings(), clock))
+
+    with stack:
+        yield make
 
 
 @pytest.fixture
-def harness(
-    settings: Settings, redis_client: redis.Redis, emulator: EmulatorHandle, clock: Clock
-) -> Iterator[Harness]:
-    """The in-process harness (see tests/harness.py): a burst worker, the poll loop step by step, a clock."""
-    yield from harness_for(settings, clock)
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    """The in-process harness with the test settings: a burst worker, the poll loop step by step, a clock."""
+    return make_harness()
 
 
 @pytest.fixture

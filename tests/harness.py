@@ -16,6 +16,7 @@ keep real workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -29,7 +30,7 @@ from schemas.job import JobRecord
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.client import Jobs
-from worker.poller import PollSession, Poller
+from worker.poller import Poller, PollSession
 from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings
 from worker.store import Store
@@ -91,7 +92,12 @@ class Harness:
         self.store: Store = self.jobs.store
         self.worker = BurstWorker(
             app,
-            [settings.queue_runs_active, settings.queue_runs, settings.queue_indexing, settings.queue_maintenance],
+            [
+                settings.queue_runs_active,
+                settings.queue_runs,
+                settings.queue_indexing,
+                settings.queue_maintenance,
+            ],
         )
         self.poller = Poller(
             settings,
@@ -123,7 +129,9 @@ class Harness:
         """Run the waiting messages, then one poll step; how many things happened."""
         return self.worker.drain() + self.tick()
 
-    def run(self, *job_ids: str, max_steps: int = 2_000, until: Callable[[], bool] | None = None) -> list[JobRecord]:
+    def run(
+        self, *job_ids: str, max_steps: int = 2_000, until: Callable[[], bool] | None = None
+    ) -> list[JobRecord]:
         """Step, and move the clock to the next due entry whenever nothing is left to do now, until every
         job in ``job_ids`` has ended (or ``until()`` holds); their records. Fails when nothing is left to
         do and a job still has not ended: that job is stuck."""
@@ -136,7 +144,9 @@ class Harness:
             due_in = self.store.schedule.next_due_in()
             if due_in is None:
                 stuck = {j: self.jobs.get(j).status.value for j in job_ids}
-                raise AssertionError(f"nothing is scheduled and nothing waits, yet jobs have not ended: {stuck}")
+                raise AssertionError(
+                    f"nothing is scheduled and nothing waits, yet jobs have not ended: {stuck}"
+                )
             self.clock.advance(due_in + 0.001)
         raise AssertionError(f"jobs still running after {max_steps} steps")
 
@@ -161,8 +171,10 @@ def reset_process_caches() -> None:
         cached.cache_clear()
 
 
+@contextlib.contextmanager
 def harness_for(settings: Settings, clock: Clock) -> Iterator[Harness]:
-    """A running harness for ``settings`` (the fixture's body)."""
+    """A running harness for ``settings``, which must be what ``get_settings()`` reads in this process
+    (the tasks read them there)."""
     from worker.app import create_app
 
     reset_process_caches()

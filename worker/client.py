@@ -34,6 +34,9 @@ from worker.store import JobNotFound, NewJob, Store, new_job_id
 
 log = logging.getLogger(__name__)
 
+PRODUCER_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+"""How hard a producer tries to publish before leaving the message to the outbox."""
+
 AnyRequest = RunRequest | VectorStoreBatchRequest | CleanupRequest
 
 
@@ -68,10 +71,12 @@ class Jobs:
 
             celery = default_app
         self.celery: Celery = celery
-        self.dispatcher = Dispatcher(self.store.schedule, self._publish, c.OUTBOX_GRACE_S)
+        self.dispatcher = Dispatcher(self.store.schedule, self._publish, self.settings.outbox_grace)
 
     def _publish(self, name: str, args: list[Any], task_id: str) -> None:
-        self.celery.send_task(name, args=args, task_id=task_id)
+        # A short retry: when the broker is down the outbox sends the message later, so a producer never
+        # blocks for long on it.
+        self.celery.send_task(name, args=args, task_id=task_id, retry_policy=PRODUCER_PUBLISH_RETRY)
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, request: AnyRequest | Mapping[str, Any]) -> JobRef:
@@ -101,7 +106,7 @@ class Jobs:
             NewJob(r, _queued_thread(r), TaskDue(start_task(r.kind), [[r.id]]), task_of[r.id])
             for r in records
         ]
-        submitted = self.store.jobs.submit(new, c.OUTBOX_GRACE_S)
+        submitted = self.store.jobs.submit(new, self.settings.outbox_grace)
         refs = [JobRef(job_id, created) for job_id, created in submitted.results]
         created = {ref.id for ref in refs if ref.created}
         kinds = {r.id: r.kind for r in records}

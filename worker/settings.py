@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     """Retryable API errors in a row tolerated per step before the job fails and is dead-lettered. A 429
     that says how long to wait (Retry-After, or a rate-limit reset) does not count: it is waited out, and
     the job's deadline bounds the wait."""
+    outbox_grace: PositiveFloat = c.OUTBOX_GRACE_S
+    """Seconds a message staged in the outbox waits for its sender before a worker's poll loop sends it
+    (the sender died, or the broker was down when the job was submitted)."""
     stall_after: PositiveFloat = c.STALL_AFTER_S
     """Seconds a job's message may be in flight, with nothing waiting in the broker for its queue, before
     the watchdog re-drives the job."""

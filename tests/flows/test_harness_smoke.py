@@ -11,7 +11,12 @@ from schemas.job import JobStatus
 @pytest.mark.parametrize("backend", ["responses"])
 def test_a_background_response_completes_in_process(harness: Harness, backend: str) -> None:
     record = harness.submit_and_run(
-        {"kind": "run", "backend": backend, "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+        {
+            "kind": "run",
+            "backend": backend,
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "Hi"}],
+        }
     )
     assert record.status == JobStatus.COMPLETED, record.error
     assert record.result and record.result["text"]

@@ -14,10 +14,9 @@ from helpers import WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
-from worker import constants as c
-from worker import inventory
 from worker.client import Jobs
 from worker.settings import Settings
+from worker.store.inventory import Conversational, managed_metadata
 
 HOUR = 3600.0
 
@@ -53,11 +52,11 @@ def _exists(fetch: Callable[[], Any]) -> bool:
     return True
 
 
-def _settled(client: redis.Redis, threads: list[str], timeout: float = 10.0) -> None:
+def _settled(jobs: Jobs, threads: list[str], timeout: float = 10.0) -> None:
     """Wait until every thread is released: a job's end state is written before its thread's last touch
     and release, so a waiter may wake a moment before them."""
     deadline = time.monotonic() + timeout
-    while any(client.exists(c.THREAD_ACTIVE_KEY.format(thread=t)) for t in threads):
+    while any(jobs.store.threads.waiting(t) for t in threads):
         assert time.monotonic() < deadline, "threads still held"
         time.sleep(0.05)
 
@@ -97,14 +96,12 @@ def test_thread_sweep_deletes_exactly_the_idle_threads_without_a_job_and_a_dry_r
     records = [jobs.wait(ref.id, timeout=30) for ref in refs]
     assert [r.status for r in records] == [JobStatus.COMPLETED] * 30
     threads = [r.remote["thread_id"] for r in records]
-    assert {
-        t for t, _ in inventory.idle(redis_client, inventory.Conversational.THREAD, time.time() + 1)
-    } == set(threads)
+    assert {t for t, _ in jobs.store.inventory.idle(Conversational.THREAD, time.time() + 1)} == set(threads)
     # ...of which 10 have been idle for two hours, and one of those has a job queued on it
-    _settled(redis_client, threads)
+    _settled(jobs, threads)
     idle = threads[:10]
     for thread in idle:
-        inventory.touch(redis_client, {"thread_id": thread}, at=time.time() - 2 * HOUR)
+        jobs.store.inventory.touch({"thread_id": thread}, at=time.time() - 2 * HOUR)
     queued = Jobs(settings, jobs.store, celery=_NoBroker()).submit(  # type: ignore[arg-type]
         {
             "kind": "run",
@@ -139,7 +136,7 @@ def test_thread_sweep_deletes_exactly_the_idle_threads_without_a_job_and_a_dry_r
     assert real.finished_at is not None and real.started_at is not None
     assert real.finished_at - real.started_at >= 8 / 4 - 0.1
     assert any(e.type == "job.progress" and e.job_id == real.id for e in jobs.events(count=10_000))
-    recorded = {t for t, _ in inventory.idle(redis_client, inventory.Conversational.THREAD, time.time() + 1)}
+    recorded = {t for t, _ in jobs.store.inventory.idle(Conversational.THREAD, time.time() + 1)}
     assert recorded == set(threads) - set(expected)
 
 
@@ -152,12 +149,12 @@ def test_store_sweep_deletes_only_stale_stores_this_system_created(
 ) -> None:
     # Given a stale store of ours, a stale store of someone else's, and a fresh store of ours
     worker()
-    ours = inventory.managed_metadata()
+    ours = managed_metadata()
     stale_ours = api.vector_stores.create(name="stale-ours", metadata=ours).id
     stale_theirs = api.vector_stores.create(name="stale-theirs").id
     fresh_ours = api.vector_stores.create(name="fresh-ours", metadata=ours).id
     for store in (stale_ours, fresh_ours):
-        inventory.record_store(redis_client, store)  # as indexing jobs record the stores they create
+        jobs.store.inventory.record_store(store)  # as indexing jobs record the stores they create
     for store in (stale_ours, stale_theirs):
         emulator.age(store, 3 * 24 * HOUR)
 
@@ -171,7 +168,7 @@ def test_store_sweep_deletes_only_stale_stores_this_system_created(
     assert not _exists(lambda: api.vector_stores.retrieve(stale_ours))
     assert _exists(lambda: api.vector_stores.retrieve(stale_theirs))
     assert _exists(lambda: api.vector_stores.retrieve(fresh_ours))
-    assert inventory.stores(redis_client) == {fresh_ours}
+    assert jobs.store.inventory.stores() == {fresh_ours}
 
 
 def test_file_sweep_deletes_our_orphans_only_and_a_failed_delete_does_not_stop_it(
@@ -184,7 +181,7 @@ def test_file_sweep_deletes_our_orphans_only_and_a_failed_delete_does_not_stop_i
     # Given three old files of ours (one still in a store) and one old file of someone else's
     worker()
     orphan, kept, vanished, theirs = emulator.create_files(4, prefix="old")
-    inventory.record_files(redis_client, [orphan, kept, vanished])
+    jobs.store.inventory.record_files([orphan, kept, vanished])
     store = api.vector_stores.create(name="holds-kept").id
     api.vector_stores.files.create(store, file_id=kept)
     for file_id in (orphan, kept, vanished, theirs):
@@ -202,4 +199,4 @@ def test_file_sweep_deletes_our_orphans_only_and_a_failed_delete_does_not_stop_i
     assert part["already_gone"] == 1
     assert not _exists(lambda: api.files.retrieve(orphan))
     assert _exists(lambda: api.files.retrieve(kept)) and _exists(lambda: api.files.retrieve(theirs))
-    assert inventory.files(redis_client) == {kept}
+    assert jobs.store.inventory.files() == {kept}

@@ -18,7 +18,6 @@ from helpers import WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
-from worker import constants as c
 from worker.client import Jobs
 
 BATCH_CREATE = "POST /v1/vector_stores/{vector_store_id}/file_batches"
@@ -99,13 +98,12 @@ def test_local_files_are_uploaded_once_even_when_the_worker_dies_half_way(
     ref = jobs.submit(index(paths=paths))
 
     # When the worker is killed half-way through the uploads and another takes over
-    uploads = c.UPLOADS_KEY.format(job_id=ref.id)
     deadline = time.monotonic() + 30
-    while jobs.store.redis.hlen(uploads) < 15:
+    while len(jobs.store.uploads.recorded(ref.id)) < 15:
         assert time.monotonic() < deadline, "uploads did not start"
         time.sleep(0.05)
     first.kill()
-    assert jobs.store.redis.hlen(uploads) < 50
+    assert len(jobs.store.uploads.recorded(ref.id)) < 50
     worker(name="second")
     record = jobs.wait(ref.id, timeout=60)
 

@@ -45,7 +45,9 @@ def test_a_claim_hides_an_entry_until_its_lease_ends_then_another_poller_gets_it
     asyncio.run(scenario())
 
 
-def test_a_reschedule_by_a_task_wins_over_the_poller_s_park(redis_client: redis.Redis, redis_url: str) -> None:
+def test_a_reschedule_by_a_task_wins_over_the_poller_s_park(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
     async def scenario() -> None:
         schedule = Schedule(redis_client)
         schedule.put("job_1", POLL, 0.0)

@@ -30,7 +30,9 @@ def record(idempotency_key: str | None = None, **request: object) -> JobRecord:
     )
 
 
-def submit(store: Store, rec: JobRecord, thread: str | None = None, grace_s: float = 10.0) -> tuple[str, bool]:
+def submit(
+    store: Store, rec: JobRecord, thread: str | None = None, grace_s: float = 10.0
+) -> tuple[str, bool]:
     new = NewJob(rec, thread, TaskDue("aj.run.start", [[rec.id]]), "task-1")
     [(job_id, created)] = store.jobs.submit([new], grace_s).results
     return job_id, created
