@@ -36,11 +36,11 @@ from bench.common import (
     say,
     stop,
 )
+from devkit.redis_server import private_redis
 from emulator.admin_client import EmulatorAdmin
 from schemas.job import JobStatus
 from worker.app import create_app
 from worker.client import Jobs
-from worker.devredis import private_redis
 from worker.settings import Settings
 
 RETRIEVE_ROUTE = "GET /v1/threads/{thread_id}/runs/{run_id}"
