@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m devkit.demo
 
 test: lint browser pytest
 
@@ -30,15 +30,16 @@ browser:
 		echo "chromium could not be installed: the Flower browser check will be skipped"
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas worker tasks emulator bench tests
-	$(BIN)/ruff format --check schemas worker tasks emulator bench tests
-	$(BIN)/mypy schemas worker tasks
+	$(BIN)/ruff check schemas worker tasks devkit emulator bench tests
+	$(BIN)/ruff format --check schemas worker tasks devkit emulator bench tests
+	$(BIN)/mypy schemas worker tasks devkit
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
 emulator: $(STAMP)
-	$(BIN)/ajobs emulator --port $${PORT:-8765}
+	$(BIN)/python -m emulator --port $${PORT:-8765}
 
 worker: $(STAMP)
 	$(BIN)/celery -A worker.app worker --loglevel=INFO
@@ -70,4 +71,4 @@ bench-full: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.runner --full
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
