@@ -41,16 +41,17 @@ pytest: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/python -m emulator --port $${PORT:-8765}
 
+# The commands an operator runs; extra Celery options follow them (ajobs worker --concurrency 4 -Q runs).
 worker: $(STAMP)
-	$(BIN)/celery -A worker.app worker --loglevel=INFO
+	$(BIN)/ajobs worker
 
 # Any number of beats may run: redbeat's lock in Redis lets one fire the sweeps.
 beat: $(STAMP)
-	$(BIN)/celery -A worker.app beat -S redbeat.RedBeatScheduler --loglevel=INFO
+	$(BIN)/ajobs beat
 
 # Needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (or AJ_FLOWER_DEV=1 on a developer's machine).
 flower: $(STAMP)
-	$(BIN)/python -m worker.flower
+	$(BIN)/ajobs flower
 
 metrics: $(STAMP)
 	$(BIN)/ajobs metrics
