@@ -30,9 +30,9 @@ browser:
 		echo "chromium could not be installed: the Flower browser check will be skipped"
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas worker tasks devkit emulator bench tests
-	$(BIN)/ruff format --check schemas worker tasks devkit emulator bench tests
-	$(BIN)/mypy schemas worker tasks devkit
+	$(BIN)/ruff check schemas worker tasks devkit emulator bench scripts tests
+	$(BIN)/ruff format --check schemas worker tasks devkit emulator bench scripts tests
+	$(BIN)/mypy schemas worker tasks devkit scripts
 	$(BIN)/lint-imports
 
 pytest: $(STAMP)

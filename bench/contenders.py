@@ -46,7 +46,7 @@ from worker.settings import Settings
 RETRIEVE_ROUTE = "GET /v1/threads/{thread_id}/runs/{run_id}"
 SEED_THREAD_CAP = 3000
 """Most threads the seed pattern gets: above this, Python threads and the SDK's pool (1,000 connections)
-are the limit already measured (DESIGN.md: p95 33 s at 3,000)."""
+are the limit already measured (measured before this bench existed: p95 33 s at 3,000)."""
 
 
 @dataclass
