@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m devkit.demo
 
 test: lint browser pytest
 
@@ -30,26 +30,28 @@ browser:
 		echo "chromium could not be installed: the Flower browser check will be skipped"
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas worker tasks emulator bench tests
-	$(BIN)/ruff format --check schemas worker tasks emulator bench tests
-	$(BIN)/mypy schemas worker tasks
+	$(BIN)/ruff check schemas worker tasks devkit emulator bench scripts tests
+	$(BIN)/ruff format --check schemas worker tasks devkit emulator bench scripts tests
+	$(BIN)/mypy schemas worker tasks devkit scripts
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
 emulator: $(STAMP)
-	$(BIN)/ajobs emulator --port $${PORT:-8765}
+	$(BIN)/python -m emulator --port $${PORT:-8765}
 
+# The commands an operator runs; extra Celery options follow them (ajobs worker --concurrency 4 -Q runs).
 worker: $(STAMP)
-	$(BIN)/celery -A worker.app worker --loglevel=INFO
+	$(BIN)/ajobs worker
 
 # Any number of beats may run: redbeat's lock in Redis lets one fire the sweeps.
 beat: $(STAMP)
-	$(BIN)/celery -A worker.app beat -S redbeat.RedBeatScheduler --loglevel=INFO
+	$(BIN)/ajobs beat
 
 # Needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (or AJ_FLOWER_DEV=1 on a developer's machine).
 flower: $(STAMP)
-	$(BIN)/python -m worker.flower
+	$(BIN)/ajobs flower
 
 metrics: $(STAMP)
 	$(BIN)/ajobs metrics
@@ -70,4 +72,4 @@ bench-full: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.runner --full
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -36,17 +36,17 @@ from bench.common import (
     say,
     stop,
 )
+from devkit.redis_server import private_redis
 from emulator.admin_client import EmulatorAdmin
 from schemas.job import JobStatus
 from worker.app import create_app
 from worker.client import Jobs
-from worker.devredis import private_redis
 from worker.settings import Settings
 
 RETRIEVE_ROUTE = "GET /v1/threads/{thread_id}/runs/{run_id}"
 SEED_THREAD_CAP = 3000
 """Most threads the seed pattern gets: above this, Python threads and the SDK's pool (1,000 connections)
-are the limit already measured (DESIGN.md: p95 33 s at 3,000)."""
+are the limit already measured (measured before this bench existed: p95 33 s at 3,000)."""
 
 
 @dataclass

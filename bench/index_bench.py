@@ -30,8 +30,8 @@ from typing import Any
 
 import openai
 
+from devkit.redis_server import private_redis
 from emulator.admin_client import EmulatorAdmin
-from worker.devredis import private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "index.json"

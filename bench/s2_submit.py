@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentiles, say, write_result
+from devkit.redis_server import private_redis
 from schemas.job import JobStatus
 from worker.app import create_app
 from worker.client import Jobs
-from worker.devredis import private_redis
 from worker.settings import Settings
 
 SIZES = {"tiny": (50, 50), "quick": (2000, 10_000), "full": (2000, 10_000)}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import percentiles, say, write_result
+from devkit.redis_server import private_redis
 from schemas.job import JobKind, JobRecord, JobStatus
 from worker.connections import make_store
-from worker.devredis import private_redis
 from worker.polls import TaskDue
 from worker.settings import Settings
 from worker.store import NewJob, new_job_id

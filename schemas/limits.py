@@ -1,6 +1,6 @@
 """Limits and allowed values that job requests are checked against.
 
-The first part mirrors the OpenAI API (openapi.json, info.version 2.3.0, in /work/shared/openai-openapi):
+The first part mirrors the OpenAI API (openapi.json, info.version 2.3.0, vendored in vendor/openai-openapi):
 checking them when a job is submitted turns a 400 from OpenAI, minutes later in a worker, into an error
 the producer sees at once. Where the spec states no bound, the comment says where the number comes from.
 The second part holds this system's own bounds.

@@ -14,10 +14,10 @@ import redis
 from harness import Clock, Harness, harness_for
 from helpers import FAST_PROFILE, ROOT, WorkerProcess
 
+from devkit.redis_server import private_redis
 from emulator.server import EmulatorHandle, running_emulator
 from worker.app import create_app
 from worker.client import Jobs
-from worker.devredis import private_redis
 from worker.settings import Settings
 
 # Worker settings for tests: quick polls, short leases, so recovery shows within a test's time.
@@ -29,7 +29,7 @@ TEST_ENV = {
     "AJ_VISIBILITY_TIMEOUT": "10",
     "AJ_TASK_SOFT_TIME_LIMIT": "6",
     "AJ_TASK_TIME_LIMIT": "8",
-    "AJ_TOOL_MODULES": '["worker.example_tools"]',
+    "AJ_TOOL_MODULES": '["devkit.example_tools"]',
 }
 
 

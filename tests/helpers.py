@@ -13,6 +13,9 @@ from emulator.profile import Distribution, Profile
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root (the workers' working directory)."""
 
+OPENAPI = ROOT / "vendor" / "openai-openapi" / "openapi.json"
+"""The OpenAI API contract, vendored with its source and licence (refreshed by scripts/refresh_openapi.py)."""
+
 FAST_PROFILE = Profile(
     seed=7,
     run_duration=Distribution(kind="uniform", min=0.3, max=0.8),

@@ -34,7 +34,8 @@ def _jobs() -> Any:
 
 
 def _fail_usage(message: str) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # soft_wrap: a long message stays one line in a log, however narrow the terminal.
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -364,17 +365,38 @@ def schema(name: str | None) -> None:
     click.echo(json.dumps(schemas[name] if name else schemas, indent=2))
 
 
-@main.command()
-@click.option("--port", type=int, default=8765)
-@click.option("--host", default="127.0.0.1")
-@click.option("--profile", type=click.Path(exists=True, dir_okay=False), help="A JSON profile file.")
-@click.option("--api-key", help="Require this bearer token.")
-def emulator(port: int, host: str, profile: str | None, api_key: str | None) -> None:
-    """Serve the OpenAI-compatible emulator."""
-    from emulator.profile import load_profile
-    from emulator.server import serve
+# The roles' own options belong to Celery: everything after the command, --help included, goes to it.
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
-    serve(host, port, load_profile(profile), api_key)
+
+@main.command("worker", context_settings=_PASS_THROUGH)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@friendly
+def worker_command(celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker and its poll loop (options go to celery worker, e.g. --concurrency 4 -Q runs)."""
+    from worker.launch import run_worker
+
+    sys.exit(run_worker(celery_args))
+
+
+@main.command("beat", context_settings=_PASS_THROUGH)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@friendly
+def beat_command(celery_args: tuple[str, ...]) -> None:
+    """Start beat with the redbeat scheduler (any number may run: one fires the sweeps)."""
+    from worker.launch import run_beat
+
+    sys.exit(run_beat(celery_args))
+
+
+@main.command("flower", context_settings=_PASS_THROUGH)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+@friendly
+def flower_command(flower_args: tuple[str, ...]) -> None:
+    """Start Flower behind basic auth (AJ_FLOWER_USER and AJ_FLOWER_PASSWORD, or AJ_FLOWER_DEV=1)."""
+    from worker.launch import run_flower
+
+    sys.exit(run_flower(flower_args))
 
 
 @main.command()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from helpers import OPENAPI
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -19,8 +20,6 @@ from emulator.counters import route_template
 from emulator.profile import Distribution, Profile
 from emulator.server import EmulatorHandle, running_emulator
 
-# The contract lives in shared/, beside the repository's checkout.
-OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi" / "openapi.json"
 FAST = Profile(
     seed=7,
     run_queued_s=0.02,

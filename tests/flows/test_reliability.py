@@ -12,9 +12,9 @@ from harness import Harness
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
+from tasks.assistants import beta
 from worker import constants as c
 from worker.app import create_app
-from tasks.assistants import beta
 from worker.client import Jobs
 
 

@@ -2,11 +2,11 @@
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_args
 
 import jsonschema
 import pytest
+from helpers import OPENAPI
 from pydantic import BaseModel, ValidationError
 
 from schemas.limits import (
@@ -33,9 +33,6 @@ from schemas.requests import (
     parse_request,
     path_problem,
 )
-
-# The contract lives in shared/, beside the repository's checkout.
-OPENAPI = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi" / "openapi.json"
 
 
 def errors_of(build: Callable[[], object]) -> list[dict[str, Any]]:
@@ -672,7 +669,6 @@ def test_given_the_literal_enums_when_compared_with_limits_then_they_agree() -> 
     assert set(get_args(get_args(fields["service_tier"].annotation)[0])) == set(SERVICE_TIERS)
 
 
-@pytest.mark.skipif(not OPENAPI.exists(), reason="the OpenAI spec is not on this machine")
 def test_given_the_openai_spec_when_compared_then_the_responses_parameters_match_create_response() -> None:
     schemas = json.loads(OPENAPI.read_text())["components"]["schemas"]
     names: set[str] = set()

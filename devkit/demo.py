@@ -23,8 +23,8 @@ import openai
 from rich.console import Console
 from rich.table import Table
 
+from devkit.redis_server import answers, free_port, private_redis
 from schemas.job import JobRecord
-from worker.devredis import answers, free_port, private_redis
 
 console = Console()
 SAMPLES = Path(__file__).parent / "demo_files"
@@ -185,7 +185,7 @@ def main() -> int:
                 "AJ_REDIS_URL": url,
                 "OPENAI_BASE_URL": base_url,
                 "OPENAI_API_KEY": API_KEY,
-                "AJ_TOOL_MODULES": '["worker.example_tools"]',
+                "AJ_TOOL_MODULES": '["devkit.example_tools"]',
                 "AJ_EMULATOR_PROFILE": '{"seed": 1, "poll_after_ms": 300}',
                 "AJ_POLL_FIRST": "0.3",
                 "AJ_POLL_CAP": "0.6",

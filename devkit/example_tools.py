@@ -1,6 +1,6 @@
 """Example worker functions, used by the demo and the tests.
 
-Enable with ``AJ_TOOL_MODULES='["worker.example_tools"]'``.
+Enable with ``AJ_TOOL_MODULES='["devkit.example_tools"]'``.
 """
 
 from __future__ import annotations
