@@ -1,4 +1,5 @@
-"""Fixtures: a private redis-server per session, the emulator over real HTTP, real worker processes."""
+"""Fixtures: a private redis-server per session, the emulator over real HTTP, the in-process harness, real
+worker processes, and the run suite's backends."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 import redis
 from harness import Clock, Harness, harness_for
@@ -16,6 +19,7 @@ from helpers import FAST_PROFILE, ROOT, WorkerProcess
 
 from devkit.redis_server import private_redis
 from emulator.server import EmulatorHandle, running_emulator
+from tasks.assistants import beta
 from worker.app import create_app
 from worker.client import Jobs
 from worker.settings import Settings
@@ -171,3 +175,62 @@ def worker(
     yield start
     for handle in started:
         handle.stop()
+
+
+# --- the run suite: every scenario on each backend ------------------------------------------------
+BACKENDS = ["assistants", "responses"]
+"""The run backends; a test taking `backend` (or `ask`) runs once on each."""
+FUNCTIONS = ["get_weather", "get_time"]
+"""The functions every run request offers the model."""
+
+Ask = Callable[..., dict[str, Any]]
+"""``ask("question", **fields)``: a run request for the backend under test."""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The run backend under test (``@pytest.mark.parametrize("backend", [...])`` narrows it)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def api(emulator: EmulatorHandle) -> Iterator[openai.OpenAI]:
+    """A client of the test's own on the emulator, to set things up and look at them (no SDK retries)."""
+    with openai.OpenAI(base_url=emulator.base_url, api_key="sk-test", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def ask(backend: str, api: openai.OpenAI) -> Ask:
+    """Build a run request for the backend under test, offering `FUNCTIONS`: ``ask("question", **fields)``."""
+    assistant_id = None
+    if backend == "assistants":
+        tools: Any = [{"type": "function", "function": {"name": n}} for n in FUNCTIONS]
+        assistant_id = beta(api).assistants.create(model="gpt-4o", tools=tools).id
+
+    def make(content: str, **fields: Any) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "kind": "run",
+            "backend": backend,
+            "messages": [{"role": "user", "content": content}],
+        }
+        if assistant_id is not None:
+            request["assistant_id"] = assistant_id
+        else:
+            request["model"] = "gpt-4o"
+            request["tools"] = [{"type": "function", "name": n} for n in FUNCTIONS]
+        return {**request, **fields}
+
+    return make
+
+
+@pytest.fixture
+def new_thread(backend: str, api: openai.OpenAI) -> Callable[[], dict[str, str]]:
+    """A fresh thread (or conversation), as the request field that names it."""
+
+    def make() -> dict[str, str]:
+        if backend == "assistants":
+            return {"thread_id": beta(api).threads.create().id}
+        return {"conversation_id": api.conversations.create().id}
+
+    return make

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from schemas.job import JobRecord
+from schemas.job import JobRecord, JobStatus
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.client import Jobs
@@ -154,6 +154,15 @@ class Harness:
         """Submit one job and run it to its end."""
         ref = self.jobs.submit(request)
         return self.run(ref.id)[0]
+
+    def run_until_status(self, job_id: str, status: JobStatus) -> JobRecord:
+        """Step until the job is in ``status`` (failing if it can get there no more); its record."""
+        self.run(job_id, until=lambda: self.jobs.get(job_id).status == status)
+        return self.jobs.get(job_id)
+
+    def events_of(self, job_id: str) -> list[str]:
+        """The types of the job's events, oldest first."""
+        return [e.type for e in self.jobs.events(count=10_000) if e.job_id == job_id]
 
 
 def reset_process_caches() -> None:

@@ -1,4 +1,5 @@
-"""Shared test helpers: the fast emulator profile and a handle on a worker process."""
+"""Shared test helpers: the fast emulator profile, a handle on a worker process, waiting on real workers,
+and what run tests read from the emulator."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import openai
 
 from emulator.profile import Distribution, Profile
+from emulator.server import EmulatorHandle
+from schemas.job import JobRecord, JobStatus
+from tasks.assistants import beta
+from worker.client import Jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root (the workers' working directory)."""
@@ -59,3 +68,67 @@ class WorkerProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def write_files(folder: Path, count: int, prefix: str = "doc") -> list[str]:
+    """``count`` small text files of different sizes in ``folder``; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{prefix}-{i:03d}.txt"
+        path.write_text(f"document {i}: " + "lorem ipsum " * (i + 1))
+        paths.append(str(path))
+    return paths
+
+
+# --- waiting on real workers (tests/integration only: the harness never waits) -------------------
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def wait_status(jobs: Jobs, job_id: str, status: JobStatus, timeout: float = 20) -> JobRecord:
+    """Block until the job is in ``status``; its record."""
+    wait_for(lambda: jobs.get(job_id).status == status, timeout, f"job {job_id} to be {status}")
+    return jobs.get(job_id)
+
+
+# --- what run tests read from the emulator --------------------------------------------------------
+def has_remote_run(record: JobRecord) -> bool:
+    """True once the job's remote run (or response) exists and is recorded."""
+    return bool(record.remote.get("run_id") or record.remote.get("response_id"))
+
+
+def created_per_job(emulator: EmulatorHandle, backend: str) -> dict[str, int]:
+    """Runs (assistants) or responses created per job id, from their ``aj_job_id`` metadata."""
+    counters = emulator.counters()
+    return dict(counters["runs_per_job" if backend == "assistants" else "responses_per_job"])
+
+
+def set_durations(emulator: EmulatorHandle, low: float, high: float | None = None) -> None:
+    """Make the emulator's runs and responses last ``low`` seconds (or between ``low`` and ``high``)."""
+    spread = {"kind": "fixed", "value": low} if high is None else {"kind": "uniform", "min": low, "max": high}
+    emulator.update_profile(run_duration=spread, response_duration=spread)
+
+
+def remote_status(api: openai.OpenAI, record: JobRecord) -> str:
+    """The status the API reports for the job's remote run or response."""
+    remote = record.remote
+    if "run_id" in remote:
+        return str(beta(api).threads.runs.retrieve(remote["run_id"], thread_id=remote["thread_id"]).status)
+    return str(api.responses.retrieve(remote["response_id"]).status)
+
+
+def exists(fetch: Callable[[], object]) -> bool:
+    """Whether ``fetch()`` finds its object (False on a 404)."""
+    try:
+        fetch()
+    except openai.NotFoundError:
+        return False
+    return True

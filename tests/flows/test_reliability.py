@@ -34,10 +34,6 @@ def started(harness: Harness, job_id: str) -> JobRecord:
     return harness.jobs.get(job_id)
 
 
-def events_of(harness: Harness, job_id: str) -> list[str]:
-    return [e.type for e in harness.jobs.events(count=10_000) if e.job_id == job_id]
-
-
 def test_a_running_job_whose_poll_was_lost_is_found_by_the_watchdog_and_finished(harness: Harness) -> None:
     # Given a running job whose poll entry was lost (as a Redis that lost its last writes would)
     ref = harness.jobs.submit(question())
@@ -50,7 +46,7 @@ def test_a_running_job_whose_poll_was_lost_is_found_by_the_watchdog_and_finished
     assert found.ownerless == [ref.id] and found.redriven == [ref.id]
     [record] = harness.run(ref.id)
     assert record.status == JobStatus.COMPLETED and record.redrives == 1
-    assert "job.redriven" in events_of(harness, ref.id)
+    assert "job.redriven" in harness.events_of(ref.id)
 
 
 def test_a_start_message_lost_in_the_broker_is_sent_again_once_its_queue_is_empty(
@@ -101,7 +97,7 @@ def test_a_job_that_keeps_stalling_ends_failed_stalled_in_the_dead_letter_set(
     assert record.status == JobStatus.FAILED and record.error is not None
     assert record.error.code == "stalled"
     assert [r.id for r in harness.jobs.dead()] == [ref.id]
-    assert events_of(harness, ref.id).count("job.redriven") == harness.settings.max_redrives + 1
+    assert harness.events_of(ref.id).count("job.redriven") == harness.settings.max_redrives + 1
 
 
 def test_a_broker_down_at_submit_only_delays_the_job(harness: Harness, emulator: EmulatorHandle) -> None:

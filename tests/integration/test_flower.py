@@ -13,7 +13,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import warnings
 from base64 import b64encode
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from helpers import ROOT, WorkerProcess
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
+from tasks.assistants import beta
 from worker.client import Jobs
 
 _CANDIDATES = (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
@@ -111,12 +111,8 @@ def test_flower_shows_the_workers_and_our_task_names_in_a_browser_and_never_the_
 ) -> None:
     # Given a worker, Flower, and a few jobs run while Flower watches
     worker(name="flowerw")
-    with (
-        openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as api,
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assistant = api.beta.assistants.create(model="gpt-4o")
+    with openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as api:
+        assistant = beta(api).assistants.create(model="gpt-4o")
     refs = jobs.submit_many(
         [{"kind": "run", "assistant_id": assistant.id, "messages": [{"role": "user", "content": "hi"}]}] * 3
         + [{"kind": "cleanup", "dry_run": True}]
