@@ -15,7 +15,7 @@ import openai
 import pytest
 import redis
 from harness import Clock, Harness, harness_for
-from helpers import FAST_PROFILE, ROOT, WorkerProcess
+from helpers import FAST_PROFILE, ROOT, Ask, NewThread, WorkerProcess
 
 from devkit.redis_server import private_redis
 from emulator.server import EmulatorHandle, running_emulator
@@ -183,9 +183,6 @@ BACKENDS = ["assistants", "responses"]
 FUNCTIONS = ["get_weather", "get_time"]
 """The functions every run request offers the model."""
 
-Ask = Callable[..., dict[str, Any]]
-"""``ask("question", **fields)``: a run request for the backend under test."""
-
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
@@ -225,7 +222,7 @@ def ask(backend: str, api: openai.OpenAI) -> Ask:
 
 
 @pytest.fixture
-def new_thread(backend: str, api: openai.OpenAI) -> Callable[[], dict[str, str]]:
+def new_thread(backend: str, api: openai.OpenAI) -> NewThread:
     """A fresh thread (or conversation), as the request field that names it."""
 
     def make() -> dict[str, str]:

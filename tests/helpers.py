@@ -22,6 +22,11 @@ from worker.client import Jobs
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root (the workers' working directory)."""
 
+Ask = Callable[..., dict[str, Any]]
+"""``ask("question", **fields)``: a run request for the backend under test (the `ask` fixture)."""
+NewThread = Callable[[], dict[str, str]]
+"""``new_thread()``: a fresh thread or conversation, as the request field naming it."""
+
 OPENAPI = ROOT / "vendor" / "openai-openapi" / "openapi.json"
 """The OpenAI API contract, vendored with its source and licence (refreshed by scripts/refresh_openapi.py)."""
 

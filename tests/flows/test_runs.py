@@ -13,17 +13,14 @@ from collections.abc import Callable
 
 import openai
 import pytest
-from conftest import Ask
 from harness import Harness
-from helpers import created_per_job, has_remote_run, remote_status, set_durations
+from helpers import Ask, NewThread, created_per_job, has_remote_run, remote_status, set_durations
 from pydantic import ValidationError
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from tasks.assistants import beta
 from worker.client import ToolOutputsRejected
-
-NewThread = Callable[[], dict[str, str]]
 
 
 def posts(emulator: EmulatorHandle) -> int:

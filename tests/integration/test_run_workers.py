@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from conftest import Ask
-from helpers import WorkerProcess, created_per_job, has_remote_run, set_durations, wait_for
+from helpers import Ask, WorkerProcess, created_per_job, has_remote_run, set_durations, wait_for
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
