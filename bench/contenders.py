@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from bench.common import (
 from devkit.redis_server import private_redis
 from emulator.admin_client import EmulatorAdmin
 from schemas.job import JobStatus
+from tasks.assistants import quiet_assistants_deprecation
 from worker.app import create_app
 from worker.client import Jobs
 from worker.settings import Settings
@@ -70,9 +70,8 @@ class Trial:
 def _assistant(base_url: str) -> str:
     client = openai.OpenAI(base_url=base_url, api_key=API_KEY)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return client.beta.assistants.create(model="gpt-4o", name="bench").id
+        quiet_assistants_deprecation()
+        return client.beta.assistants.create(model="gpt-4o", name="bench").id
     finally:
         client.close()
 

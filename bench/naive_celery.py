@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import time
-import warnings
 
 import openai
 import redis
@@ -49,9 +48,7 @@ def _clients() -> tuple[openai.OpenAI, redis.Redis]:
 def run(index: int, assistant_id: str) -> None:
     """Create a thread, then ``runs.create_and_poll`` on it, and record when it returned."""
     client, ends = _clients()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": f"question {index}"}])
-        result = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": f"question {index}"}])
+    result = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
     end = time.time()
     ends.hset(ENDS_KEY, result.id, json.dumps({"index": index, "end": end, "status": result.status}))

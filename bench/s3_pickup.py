@@ -32,7 +32,7 @@ def _reader(url: str, count: int, ready: Any, results: Any) -> None:
     latencies: list[float] = []
     ready.set()
     while len(latencies) < count:
-        for event in store.events(last, block_ms=5000, count=100):
+        for event in store.jobs.events(last, block_ms=5000, count=100):
             got = time.time()
             last = event.stream_id
             if event.status == JobStatus.COMPLETED:

@@ -15,7 +15,6 @@ import json
 import sys
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,10 +23,8 @@ import openai
 
 def supervise(client: openai.OpenAI, assistant_id: str, index: int) -> dict[str, Any]:
     """One run, the way the seed wrote it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": f"question {index}"}])
-        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": f"question {index}"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
     return {"run_id": run.id, "end": time.time(), "status": run.status}
 
 

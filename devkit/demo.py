@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from devkit.redis_server import answers, free_port, private_redis
 from schemas.job import JobRecord
+from tasks.assistants import quiet_assistants_deprecation
 
 console = Console()
 SAMPLES = Path(__file__).parent / "demo_files"
@@ -106,11 +106,10 @@ def run_jobs(base_url: str) -> bool:
 
     jobs = Jobs()
     api = openai.OpenAI(base_url=base_url, api_key=API_KEY)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assistant = api.beta.assistants.create(
-            model="gpt-4o", name="demo", tools=[{"type": "function", "function": {"name": "get_weather"}}]
-        )
+    quiet_assistants_deprecation()
+    assistant = api.beta.assistants.create(
+        model="gpt-4o", name="demo", tools=[{"type": "function", "function": {"name": "get_weather"}}]
+    )
     question = {"role": "user", "content": "What is the capital of France?"}
     weather = {"role": "user", "content": "What does get_weather say for Paris?"}
     flat_tool = [{"type": "function", "name": "get_weather"}]

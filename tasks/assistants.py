@@ -32,12 +32,20 @@ _RUN_FIELDS = (
 )
 
 
+ASSISTANTS_DEPRECATION = "The Assistants API is deprecated"
+"""The start of the warning every ``client.beta`` threads/runs/assistants call emits since the sunset."""
+
+
+def quiet_assistants_deprecation() -> None:
+    """Silence that one warning for this process: this backend exists for servers that still speak the
+    Assistants API, and a worker would otherwise log it for every job. Called once by the composition
+    root (and the demo); nothing else is silenced."""
+    warnings.filterwarnings("ignore", message=ASSISTANTS_DEPRECATION, category=DeprecationWarning)
+
+
 def beta(client: openai.OpenAI) -> Any:
-    """``client.beta`` (threads, runs, assistants) without its deprecation warning: it still works but
-    warns since the Assistants sunset, and this backend exists for servers that still speak it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return client.beta
+    """``client.beta``: threads, runs and assistants (see `quiet_assistants_deprecation`)."""
+    return client.beta
 
 
 def _messages(request: RunRequest) -> list[dict[str, Any]]:

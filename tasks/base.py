@@ -48,7 +48,7 @@ class JobTask(Task):  # type: ignore[type-arg,misc]
     autoretry_for = RETRIED
     retry_backoff = 1
     retry_backoff_max = 10
-    max_retries = 5
+    max_retries = 10
 
     def fail_job(self, svc: Services, job_id: str, error: JobError) -> None:
         """End one job this task gave up on, the way its kind ends jobs (kinds override this)."""

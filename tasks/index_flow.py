@@ -39,6 +39,7 @@ from tasks.steps import (
 from worker import constants as c
 from worker.backoff import error_delay
 from worker.errors import classify
+from worker.openai_client import request_timeout
 from worker.polls import BatchPoll
 from worker.store.inventory import managed_metadata
 
@@ -213,7 +214,7 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
         svc.store.inventory,
         record.id,
         concurrency=s.upload_concurrency,
-        request_timeout=max(min(s.openai_timeout, s.task_soft_time_limit * 0.4), 1.0),
+        request_timeout=request_timeout(s),
     )
     chunk = uploader.run(paths, max(until - time.monotonic(), 0.0))
     if chunk.error is not None:

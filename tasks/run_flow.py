@@ -188,7 +188,11 @@ def _poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float,
 
 
 def _ensure_polled(svc: Services, record: JobRecord, backend: Backend) -> None:
-    if svc.store.schedule.entry(record.id) is None and record.status == JobStatus.RUNNING:
+    """A start found the run already created (a redelivered or duplicate message): make sure it is
+    polled, unless a poll (or another step) already owns the job."""
+    entry = svc.store.schedule.entry(record.id)
+    starting = isinstance(entry, TaskDue) and entry.task == task_name(c.TASK_START)
+    if record.status == JobStatus.RUNNING and (entry is None or starting):
         _poll_soon(svc, record, backend, 0.0)
 
 

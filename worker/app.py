@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 import tasks.cleanup
 import tasks.indexing
 import tasks.runs
+from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.beat import beat_config
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery.steps["worker"].add(PollerStep)
     install_worker_hooks()
     install_arg_redaction()
+    quiet_assistants_deprecation()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     return celery

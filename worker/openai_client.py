@@ -35,7 +35,7 @@ def make_openai(
     return openai.OpenAI(
         api_key=key,
         base_url=settings.openai_base_url,
-        timeout=settings.openai_timeout,
+        timeout=request_timeout(settings),
         max_retries=0,
         http_client=http,
     )
@@ -48,6 +48,13 @@ def openai_client() -> openai.OpenAI:
     from worker.connections import store
 
     return make_openai(get_settings(), RateGate(store().gates), process_counts())
+
+
+def request_timeout(settings: Settings) -> float:
+    """Seconds one API request of a task may take: `Settings.openai_timeout`, but well inside the task's
+    soft time limit, so a slow API surfaces as a retryable timeout (retried through the schedule with
+    backoff) rather than as a task cut off half-way."""
+    return max(min(settings.openai_timeout, settings.task_soft_time_limit * 0.4), 1.0)
 
 
 def api_base(settings: Settings) -> str:

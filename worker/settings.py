@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     stall_after: PositiveFloat = c.STALL_AFTER_S
     """Seconds a job's message may be in flight, with nothing waiting in the broker for its queue, before
     the watchdog re-drives the job."""
+    ownerless_after: PositiveFloat = c.OWNERLESS_AFTER_S
+    """Seconds a live job must have sat in its status with no owner before the watchdog re-drives it."""
     watchdog_every: PositiveFloat = c.WATCHDOG_EVERY_S
     """Seconds between watchdog passes, which find jobs that stopped moving and re-drive them."""
     max_redrives: int = Field(c.MAX_REDRIVES, ge=0, le=100)

@@ -7,8 +7,8 @@ owned). A job loses its owner only when something was lost: Redis restarted with
 broker message vanished, a bug. A pass, run every `Settings.watchdog_every` seconds by one worker's poll
 loop at a time, looks for
 
-- *ownerless* jobs: live for `OWNERLESS_AFTER_S` in their status with no schedule entry, and not waiting
-  behind a live holder on a thread;
+- *ownerless* jobs: live for `Settings.ownerless_after` in their status with no schedule entry, and not
+  waiting behind a live holder on a thread (or waiting there past their own deadline);
 - *lost messages*: entries parked longer than `Settings.stall_after` while the broker holds nothing for
   the job's queues. A message waiting its turn behind a burst is never judged: its queue is not empty.
 
@@ -87,7 +87,7 @@ class Watchdog:
 
     # --- jobs with no owner -----------------------------------------------------------------------
     def _ownerless(self, found: Pass) -> None:
-        live = self.store.jobs.live_since(time.time() - c.OWNERLESS_AFTER_S)
+        live = self.store.jobs.live_since(time.time() - self.settings.ownerless_after)
         ids = list(live)
         candidates = [j for j, has in zip(ids, self.store.schedule.scheduled(ids), strict=True) if not has]
         if not candidates:
@@ -101,8 +101,9 @@ class Watchdog:
                 found.redriven.append(job_id)
 
     def _waits_its_turn(self, record: JobRecord) -> bool:
-        """Whether a queued job sits in its thread's queue behind another live job (which owns the turn)."""
-        if record.status != JobStatus.QUEUED:
+        """Whether a queued job sits in its thread's queue behind another live job (which owns the turn).
+        Not once its own deadline has passed: then it is re-driven, and its start ends it ``timed_out``."""
+        if record.status != JobStatus.QUEUED or (record.deadline_at and time.time() > record.deadline_at):
             return False
         thread = record.request.get("thread_id") or record.request.get("conversation_id")
         if not thread:

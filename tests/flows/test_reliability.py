@@ -13,7 +13,6 @@ from harness import Harness
 from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
 from tasks.assistants import beta
-from worker import constants as c
 from worker.app import create_app
 from worker.client import Jobs
 
@@ -40,7 +39,7 @@ def test_a_running_job_whose_poll_was_lost_is_found_by_the_watchdog_and_finished
     started(harness, ref.id)
     harness.store.schedule.remove(ref.id)
     # When a watchdog pass runs once the job has had no owner for a while
-    harness.clock.advance(c.OWNERLESS_AFTER_S + 1)
+    harness.clock.advance(harness.settings.ownerless_after + 1)
     found = harness.watchdog.run()
     # Then it is found, re-driven, and completes with one response, counted and announced
     assert found.ownerless == [ref.id] and found.redriven == [ref.id]
@@ -88,7 +87,7 @@ def test_a_job_that_keeps_stalling_ends_failed_stalled_in_the_dead_letter_set(
     started(harness, ref.id)
     for _ in range(harness.settings.max_redrives + 1):
         harness.store.schedule.remove(ref.id)
-        harness.clock.advance(c.OWNERLESS_AFTER_S + 1)
+        harness.clock.advance(harness.settings.ownerless_after + 1)
         assert harness.watchdog.run().redriven == [ref.id]
         harness.tick()  # the poll loop sends the re-drive
         harness.worker.drain()

@@ -204,3 +204,25 @@ def test_a_record_that_cannot_be_read_ends_failed_as_corrupt_and_breaks_no_reade
     # And any later change of it is refused like a change of any ended job
     with pytest.raises(IllegalTransition):
         store.jobs.set_status(broken, JobStatus.COMPLETED)
+
+
+def test_a_step_lease_is_freed_only_by_its_holder(redis_client: redis.Redis) -> None:
+    # Given a task holding a job's lease past its TTL (stalled), and another task that took it over
+    store = make_store(redis_client)
+    with store.leases.hold("job_1", ttl_s=0.2) as first:
+        assert first
+        with store.leases.hold("job_1", ttl_s=30) as meanwhile:
+            assert not meanwhile  # held: a duplicate message does not do the step at once
+        deadline = time.monotonic() + 10
+        while redis_client.exists("aj:lease:job_1"):  # the first holder's TTL runs out
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = store.leases.hold("job_1", ttl_s=30)
+        assert second.__enter__()
+    # When the first holder finally lets go
+    # Then the second holder's lease stands: a late holder only ever frees its own
+    with store.leases.hold("job_1", ttl_s=30) as third:
+        assert not third
+    second.__exit__(None, None, None)
+    with store.leases.hold("job_1", ttl_s=30) as fourth:
+        assert fourth
