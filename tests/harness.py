@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,7 @@ from worker.metrics import flush_process
 from worker.poller import Poller, PollSession
 from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings
-from worker.store import Store
+from worker.store import JobNotFound, Store
 from worker.watchdog import Watchdog, kombu_backlog
 
 
@@ -136,10 +136,10 @@ class Harness:
         """Step, and move the clock to the next due entry whenever nothing is left to do now, until every
         job in ``job_ids`` has ended (or ``until()`` holds); their records. Fails when nothing is left to
         do and a job still has not ended: that job is stuck."""
-        done = until or (lambda: all(self.jobs.get(j).status.ended for j in job_ids))
+        done = until or _all_ended(self.store, job_ids)
         for _ in range(max_steps):
             if done():
-                return [self.jobs.get(j) for j in job_ids]
+                return self.records(job_ids)
             if self.step():
                 continue
             due_in = self.store.schedule.next_due_in()
@@ -150,6 +150,14 @@ class Harness:
                 )
             self.clock.advance(due_in + 0.001)
         raise AssertionError(f"jobs still running after {max_steps} steps")
+
+    def records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """The records of ``job_ids``, read in one round trip; `JobNotFound` when one is gone."""
+        found = self.store.jobs.get_many(job_ids)
+        for job_id, record in zip(job_ids, found, strict=True):
+            if record is None:
+                raise JobNotFound(job_id)
+        return [r for r in found if r is not None]
 
     def submit_and_run(self, request: dict[str, Any]) -> JobRecord:
         """Submit one job and run it to its end."""
@@ -164,6 +172,23 @@ class Harness:
     def events_of(self, job_id: str) -> list[str]:
         """The types of the job's events, oldest first."""
         return [e.type for e in self.jobs.events(count=10_000) if e.job_id == job_id]
+
+
+def _all_ended(store: Store, job_ids: Sequence[str]) -> Callable[[], bool]:
+    """A check that every job of ``job_ids`` has ended, reading only those not yet seen ended (an end
+    state never changes) in one round trip: hundreds of jobs are checked at every step."""
+    live = list(job_ids)
+
+    def check() -> bool:
+        nonlocal live
+        records = store.jobs.get_many(live)
+        for job_id, record in zip(live, records, strict=True):
+            if record is None:
+                raise JobNotFound(job_id)
+        live = [r.id for r in records if r is not None and not r.status.ended]
+        return not live
+
+    return check
 
 
 def reset_process_caches() -> None:
