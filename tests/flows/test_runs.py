@@ -7,12 +7,14 @@ One suite for both backends: a test taking `ask` or `backend` runs on each (the 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import Callable
 
 import openai
 import pytest
+import redis.asyncio as aioredis
 from harness import Harness
 from helpers import Ask, NewThread, created_per_job, has_remote_run, remote_status, set_durations
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from tasks.assistants import beta
 from worker.client import ToolOutputsRejected
+from worker.store.schedule import AsyncSchedule
 
 
 def posts(emulator: EmulatorHandle) -> int:
@@ -89,6 +92,51 @@ def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
     assert counters["faults"].get("429", 0) > 50, counters["faults"]
     assert counters["early_retries"] == 0, counters["early_retries_per_route"]
     assert created_per_job(emulator, backend) == {r.id: 1 for r in refs}
+
+
+@pytest.mark.parametrize("backend", ["responses"])  # the slicing is the start task's, not a backend's
+def test_a_start_message_slower_than_its_slice_passes_the_rest_on_and_strands_none(
+    harness: Harness, ask: Ask, emulator: EmulatorHandle
+) -> None:
+    # Given creates so slow (two of 0.1 s a job) that one start message's 8 jobs take several of its 0.25 s
+    # slices
+    emulator.set_faults(latency_ms=100, methods=["POST"])
+    refs = harness.jobs.submit_many([ask(f"slow {i}") for i in range(8)])
+    # When they run
+    records = harness.run(*[r.id for r in refs])
+    # Then the start went on in further messages, and every job completed with one response
+    assert harness.worker.ran.count("aj.run.start") > 1
+    assert [r.status for r in records] == [JobStatus.COMPLETED] * 8
+    assert created_per_job(emulator, "responses") == {r.id: 1 for r in refs}
+
+
+def test_polls_held_by_a_poller_that_died_are_taken_over_once_their_lease_ends(
+    harness: Harness, ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
+    # Given five runs under way, whose polls a poller claimed and then died holding, writing nothing
+    refs = harness.jobs.submit_many([ask(f"long {i}") for i in range(5)])
+    ids = [r.id for r in refs]
+    harness.run(*ids, until=lambda: all(has_remote_run(r) for r in harness.records(ids)))
+    harness.clock.advance(harness.settings.poll_first + 0.01)
+    claimed_at = harness.clock.now()
+    held = asyncio.run(claim_and_die(harness.settings.redis_url, harness.settings.poll_lease))
+    assert sorted(held) == sorted(ids)
+    assert harness.tick() == 0  # held: no other poller sees them
+    # When the loop carries on
+    records = harness.run(*ids)
+    # Then once the lease ends another poll takes them over, and every job completes with one run
+    assert harness.clock.now() >= claimed_at + harness.settings.poll_lease
+    assert [r.status for r in records] == [JobStatus.COMPLETED] * 5
+    assert created_per_job(emulator, backend) == dict.fromkeys(ids, 1)
+
+
+async def claim_and_die(redis_url: str, lease_s: float) -> list[str]:
+    """Claim every due poll as a poller would, and never settle them; the job ids claimed."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return [c.job_id for c in await AsyncSchedule(client).claim(100, lease_s)]
+    finally:
+        await client.aclose()
 
 
 # --- tool calls -------------------------------------------------------------------------------
