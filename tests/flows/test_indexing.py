@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,38 @@ def test_local_files_are_uploaded_once_each_and_recorded_with_their_paths(
     assert result["uploaded"] == 30 and result["file_counts"]["completed"] == 30
     assert emulator.counters()["uploads_per_filename"] == {os.path.basename(p): 1 for p in paths}
     assert sorted(harness.store.uploads.recorded(record.id)) == sorted(paths)
+
+
+def test_an_indexing_job_whose_poll_was_lost_is_redriven_without_a_second_batch(
+    harness: Harness, emulator: EmulatorHandle
+) -> None:
+    # Given an indexing job whose batch is created and whose poll entry was then lost
+    ref = harness.jobs.submit(index(file_ids=emulator.create_files(20)))
+    harness.run(ref.id, until=lambda: bool(harness.jobs.get(ref.id).remote.get("prepared")))
+    harness.store.schedule.remove(ref.id)
+    # When the watchdog looks once the job has had no owner for a while
+    harness.clock.advance(harness.settings.ownerless_after + 1)
+    assert harness.watchdog.run().redriven == [ref.id]
+    # Then the job is polled again and completes, with its one batch and every file indexed
+    [record] = harness.run(ref.id)
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert (record.redrives, (record.result or {})["file_counts"]["completed"]) == (1, 20)
+    assert emulator.counters()["requests"][BATCH_CREATE] == 1
+
+
+def test_an_upload_that_keeps_failing_fails_the_job_once_its_retries_are_spent(
+    make_harness: Callable[..., Harness], emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # Given a worker allowed two retries, and an API that answers every upload 503
+    harness = make_harness(AJ_MAX_RETRIES="2")
+    emulator.set_faults(rate_503=1.0, paths=["/v1/files"], methods=["POST"])
+    # When one local file is indexed
+    record = harness.submit_and_run(index(paths=write_files(tmp_path, 1)))
+    # Then it was tried exactly three times, and the job failed retryable, dead-lettered, with no batch
+    requests = emulator.counters()["requests"]
+    assert requests["POST /v1/files"] == 3 and BATCH_CREATE not in requests
+    assert record.status == JobStatus.FAILED and record.error is not None and record.error.retryable
+    assert [r.id for r in harness.jobs.dead()] == [record.id]
 
 
 def test_failed_files_are_named_with_their_errors_and_retried(

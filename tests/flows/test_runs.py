@@ -301,6 +301,21 @@ def test_cancel_of_a_running_job_cancels_its_remote_run(
     assert remote_status(api, record) == "cancelled"
 
 
+def test_cancel_of_a_job_waiting_for_tool_outputs_ends_it_cancelled(
+    harness: Harness, ask: Ask, api: openai.OpenAI, backend: str
+) -> None:
+    # Given a job waiting for the output of its tool call
+    ref = harness.jobs.submit(ask("use get_time", run_tools=False))
+    harness.run_until_status(ref.id, JobStatus.REQUIRES_ACTION)
+    # When it is cancelled
+    harness.jobs.cancel(ref.id)
+    [record] = harness.run(ref.id)
+    # Then it ends cancelled, and a run (which still holds its thread) is cancelled too; a response that
+    # asked for function calls has already completed
+    assert record.status == JobStatus.CANCELLED and record.tool_calls == []
+    assert remote_status(api, record) == ("cancelled" if backend == "assistants" else "completed")
+
+
 def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(
     harness: Harness, ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
 ) -> None:
