@@ -135,6 +135,28 @@ def test_store_sweep_deletes_only_stale_stores_this_system_created(
     assert harness.store.inventory.stores() == {fresh_ours}
 
 
+def test_a_sweep_cancelled_between_chunks_stops_deleting_and_reports_what_it_deleted(
+    make_harness: Callable[..., Harness], api: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    # Given ten stale stores of ours, swept at PACE deletes a second in chunks of half a second
+    harness = make_harness(AJ_CLEANUP_DELETES_PER_S=str(PACE), AJ_TASK_SOFT_TIME_LIMIT="1")
+    stores = [api.vector_stores.create(name=f"stale-{i}", metadata=managed_metadata()).id for i in range(10)]
+    for store in stores:
+        harness.store.inventory.record_store(store)
+        emulator.age(store, 3 * 24 * HOUR)
+    ref = harness.jobs.submit({"kind": "cleanup", "targets": ["vector_stores"], "store_idle_s": 24 * HOUR})
+    assert harness.worker.drain(limit=1) == 1  # the plan and the first chunk
+    # When it is cancelled before its next chunk
+    harness.jobs.cancel(ref.id)
+    [record] = harness.run(ref.id)
+    # Then it ends cancelled, having deleted only what its first chunk did, and says how many
+    deletes = emulator.counters()["requests"]["DELETE /v1/vector_stores/{vector_store_id}"]
+    assert record.status == JobStatus.CANCELLED
+    assert 0 < deletes < 10
+    assert record.result is not None and record.result["targets"]["vector_stores"]["deleted"] == deletes
+    assert sum(exists(lambda s=s: api.vector_stores.retrieve(s)) for s in stores) == 10 - deletes
+
+
 def test_file_sweep_deletes_our_orphans_only_and_a_failed_delete_does_not_stop_it(
     harness: Harness, api: openai.OpenAI, emulator: EmulatorHandle
 ) -> None:
