@@ -113,11 +113,13 @@ def test_a_start_message_slower_than_its_slice_passes_the_rest_on_and_strands_no
 def test_polls_held_by_a_poller_that_died_are_taken_over_once_their_lease_ends(
     harness: Harness, ask: Ask, emulator: EmulatorHandle, backend: str
 ) -> None:
-    # Given five runs under way, whose polls a poller claimed and then died holding, writing nothing
+    # Given five long runs under way, whose polls (all due: none waits longer than the poll cap) a poller
+    # claimed and then died holding, writing nothing
+    set_durations(emulator, 30)
     refs = harness.jobs.submit_many([ask(f"long {i}") for i in range(5)])
     ids = [r.id for r in refs]
     harness.run(*ids, until=lambda: all(has_remote_run(r) for r in harness.records(ids)))
-    harness.clock.advance(harness.settings.poll_first + 0.01)
+    harness.clock.advance(max(harness.settings.poll_first, harness.settings.poll_cap) + 0.01)
     claimed_at = harness.clock.now()
     held = asyncio.run(claim_and_die(harness.settings.redis_url, harness.settings.poll_lease))
     assert sorted(held) == sorted(ids)
