@@ -113,6 +113,28 @@ class Settings(BaseSettings):
     """Allow Flower without credentials (a developer's machine only)."""
     flower_address: str = "127.0.0.1"
     flower_port: Port = 5555
+    # --- webhooks ---
+    webhooks: bool = False
+    """OpenAI sends webhooks for background responses to this deployment's receiver (``ajobs webhooks``):
+    their polls become a safety net, `webhook_safety_poll` apart."""
+    webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AJ_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET")
+    )
+    """The ``whsec_...`` secret of the webhook endpoint registered with OpenAI (the receiver verifies every
+    delivery with it)."""
+    webhook_address: str = "127.0.0.1"
+    webhook_port: Port = 8780
+    webhook_path: str = Field("/webhooks/openai", pattern=r"^/")
+    """The route OpenAI delivers to (the receiver's URL is ``http://ADDRESS:PORT`` plus this path)."""
+    webhook_safety_poll: PositiveFloat = 30.0
+    """Seconds between the safety-net polls of a response a webhook will announce: a lost webhook costs at
+    most this much lag, never a stuck job."""
+    webhook_tolerance: int = Field(300, ge=1)
+    """Oldest a delivery's signed timestamp may be (seconds); older ones are refused as replays."""
+    webhook_dedupe_ttl: PositiveFloat = 600.0
+    """Seconds a delivery id is remembered, so a duplicate delivery has one effect."""
+    queued_stuck_after: PositiveFloat = 600.0
+    """Seconds a background response may stay ``queued`` before it is cancelled and created again (once)."""
     metrics_address: str = "127.0.0.1"
     metrics_port: Port = c.METRICS_PORT
     """Port of the Prometheus exporter (``ajobs metrics``)."""
