@@ -168,6 +168,17 @@ class PromptRef(BaseModel):
     version: Name | None = None
 
 
+def _tool_choice_tag(value: Any) -> str:
+    return "mode" if isinstance(value, str) else "object"
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("mode")] | Annotated[JsonObject, Tag("object")],
+    Discriminator(_tool_choice_tag),
+]
+"""``"none"``, ``"auto"``, ``"required"`` or an object naming a tool (one error for the shape given)."""
+
+
 # Fields only one backend understands; each maps to the backend that does.
 ASSISTANTS_ONLY_FIELDS = (
     "assistant_id",
@@ -268,7 +279,7 @@ class RunRequest(BaseModel):
     response_format: ResponseFormatOption | None = None
     truncation_strategy: TruncationStrategy | None = None
     parallel_tool_calls: bool | None = None
-    tool_choice: Literal["none", "auto", "required"] | JsonObject | None = None
+    tool_choice: ToolChoice | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
         default=None, description="On Responses this becomes reasoning.effort."
     )
