@@ -230,21 +230,30 @@ class ConfigurationError(SystemExit):
     """Start-up stops: a setting has a value it does not accept."""
 
 
-# The user-info of a URL: up to the last @ of the token, so a password holding an unescaped @ is covered.
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"]*)@")
+def mask_url_password(value: str) -> str:
+    """``value`` with the password of the URL it holds replaced by ``****`` (``redis://:****@host:6379/0``).
+
+    The user-info runs to the value's last ``@``, so a password holding an unescaped ``@``, quote or space
+    is masked whole; a user-info without a colon may itself be a token, so all of it is masked then.
+    """
+    scheme, separator, rest = value.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not separator or not at:
+        return value
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:****@{host}" if colon else f"{scheme}://****@{host}"
+
+
+# A URL's user-info inside free text: up to the last @ before whitespace.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>\S*)@")
 
 
 def mask_url_passwords(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``****`` (``redis://:****@host:6379/0``).
+    """``text`` with the password of every URL in it masked (see `mask_url_password`).
 
-    A user-info without a colon may itself be a token, so all of it is masked then.
+    The second line of defence, over a whole message: a value `describe` shows is masked whole first.
     """
-
-    def mask(found: re.Match[str]) -> str:
-        user, colon, _ = found["userinfo"].partition(":")
-        return f"{found['scheme']}{user}:****@" if colon else f"{found['scheme']}****@"
-
-    return _URL_USERINFO.sub(mask, text)
+    return _URL_USERINFO.sub(lambda found: mask_url_password(found[0]), text)
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -282,7 +291,10 @@ def _describe_one(loc: Sequence[str | int], message: str, value: Any) -> str:
         # Not one setting (a rule over the whole model): its input is every value read, secrets included.
         return f"  settings: {message}"
     name = variable_names(field) + "".join(f"[{part}]" for part in loc[1:])
-    shown = " (value hidden: a secret)" if field in SECRET_FIELDS else f" (got {value!r})"
+    if field in SECRET_FIELDS:
+        shown = " (value hidden: a secret)"
+    else:
+        shown = f" (got {mask_url_password(value) if isinstance(value, str) else value!r})"
     return f"  {name}: {message}{shown}"
 
 
