@@ -13,6 +13,7 @@ from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
 from worker.beat import beat_config
+from worker.broker import broker_config
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
 from worker.settings import Settings, get_settings
@@ -71,6 +72,8 @@ def configure(app: Celery, s: Settings) -> None:
     )
     # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
     app.conf.update(beat_config(s))
+    # A Redis broker: a worker sets a malformed message aside rather than dying on it (worker.broker).
+    app.conf.update(broker_config(s, app.conf.broker_transport_options))
 
 
 class PollerStep(bootsteps.StartStopStep):

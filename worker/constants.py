@@ -145,3 +145,9 @@ BEAT_MAX_INTERVAL_S = 5.0
 """Most seconds beat sleeps between schedule checks."""
 METRICS_PORT = 9808
 """Default port of the Prometheus exporter."""
+
+# --- Broker quarantine (worker.broker) ------------------------------------------------------
+QUARANTINE_KEY = KEY_PREFIX + "quarantine"
+"""List of malformed broker messages workers set aside instead of dying on them, newest first: the bytes as
+popped (or, for a message only Celery could not read, its envelope as JSON); capped at
+``worker.broker.QUARANTINE_MAX``. Read it to see what a producer sent wrong."""

@@ -165,6 +165,7 @@ class JobsCollector(Collector):
     - ``aj_api_requests_total{endpoint,outcome}``: API requests workers made, by outcome (counter).
     - ``aj_api_errors_total{class}``: the failed ones by class (counter).
     - ``aj_dead_letters``: jobs in the dead-letter set (gauge).
+    - ``aj_quarantined_messages``: malformed broker messages set aside in the quarantine list (gauge).
     - ``aj_inventory_objects{kind}``: threads, conversations, stores and files recorded (gauge).
     """
 
@@ -185,6 +186,7 @@ class JobsCollector(Collector):
         pipe.hvals(c.POLL_META_KEY)
         pipe.hgetall(c.METRICS_API_KEY)
         pipe.zcard(c.DEAD_LETTER_KEY)
+        pipe.llen(c.QUARANTINE_KEY)
         pipe.zcard(c.INVENTORY_THREADS_KEY)
         pipe.zcard(c.INVENTORY_CONVERSATIONS_KEY)
         pipe.scard(c.INVENTORY_STORES_KEY)
@@ -192,7 +194,7 @@ class JobsCollector(Collector):
         replies: list[Any] = pipe.execute()
         n = len(JobStatus)
         by_status, rest = replies[:n], replies[n:]
-        scheduled, due, oldest, metas, api, dead, *inventory = rest
+        scheduled, due, oldest, metas, api, dead, quarantined, *inventory = rest
 
         jobs = GaugeMetricFamily("aj_jobs", "Jobs held in Redis, per status.", labels=["status"])
         for status, count in zip(JobStatus, by_status, strict=True):
@@ -215,6 +217,11 @@ class JobsCollector(Collector):
         )
         yield from _api_metrics(api)
         yield GaugeMetricFamily("aj_dead_letters", "Jobs in the dead-letter set.", value=dead)
+        yield GaugeMetricFamily(
+            "aj_quarantined_messages",
+            "Malformed broker messages workers set aside in the quarantine list (it keeps the newest 1,000).",
+            value=quarantined,
+        )
         objects = GaugeMetricFamily(
             "aj_inventory_objects", "Objects recorded for the clean-up.", labels=["kind"]
         )
