@@ -45,7 +45,7 @@ worker: $(STAMP)
 
 # Any number of beats may run: redbeat's lock in Redis lets one fire the sweeps.
 beat: $(STAMP)
-	$(BIN)/celery -A worker.app beat -S redbeat.RedBeatScheduler --loglevel=INFO
+	$(BIN)/celery -A worker.app beat --loglevel=INFO
 
 # Needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (or AJ_FLOWER_DEV=1 on a developer's machine).
 flower: $(STAMP)
