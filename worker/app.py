@@ -14,6 +14,7 @@ from kombu import Exchange, Queue
 
 from worker.beat import beat_config
 from worker.broker import broker_config
+from worker.durability import DurabilityCheck
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
 from worker.settings import Settings, get_settings
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
     configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
+    celery.steps["worker"].add(DurabilityCheck)  # warns, or refuses, on a Redis that can lose jobs
     install_worker_hooks()
     install_arg_redaction()
     for name in QUIET_LOGGERS:

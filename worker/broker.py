@@ -51,9 +51,9 @@ PREVIEW_BYTES = 100
 QUARANTINE_URL_OPTION = "quarantine_url"
 """Broker transport option: the Redis URL holding the quarantine list (the job store's, beside every other
 ``aj:`` key); without it the list goes on the broker's own Redis."""
-TRANSPORT = "worker.broker:Transport"
+TRANSPORTS = {"redis": "worker.broker:Transport", "rediss": "worker.broker:TlsTransport"}
+"""The transport for each broker URL scheme this module takes over."""
 CONSUMER = "worker.broker:Consumer"
-REDIS_SCHEMES = ("redis", "rediss")
 
 
 def envelope_problem(raw: bytes) -> str | None:
@@ -190,6 +190,15 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class TlsTransport(Transport):
+    """The same for ``rediss://`` brokers, named apart so that the connection still shows as rediss://."""
+
+
+# kombu shows a connection under its transport's name (as a URL's scheme in the worker's banner, in Flower);
+# this table is how it shows pyamqp's as amqp://. Flower picks its broker client by that scheme.
+Connection.resolve_aliases.update({path: scheme for scheme, path in TRANSPORTS.items()})
+
+
 class Consumer(CeleryConsumer):
     """Celery's consumer, setting aside a task message it cannot read instead of dying on it.
 
@@ -242,10 +251,10 @@ def broker_config(s: Settings, transport_options: Mapping[str, Any]) -> dict[str
     ``rediss://`` broker, this module's transport and consumer and the quarantine's Redis (merged into
     ``transport_options``); nothing for any other broker."""
     scheme = urlsplit(s.broker).scheme
-    if scheme not in REDIS_SCHEMES:
+    if scheme not in TRANSPORTS:
         return {}
     config: dict[str, Any] = {
-        "broker_transport": TRANSPORT,
+        "broker_transport": TRANSPORTS[scheme],
         "worker_consumer": CONSUMER,
         "broker_transport_options": {**transport_options, QUARANTINE_URL_OPTION: s.redis_url},
     }

@@ -99,9 +99,8 @@ def test_a_log_line_shows_only_the_start_of_a_large_message() -> None:
 @pytest.fixture
 def redis_broker(redis_url: str, redis_client: redis.Redis) -> Iterator[Connection]:
     """A kombu connection through this module's transport on the test Redis, quarantining there."""
-    with Connection(
-        redis_url, transport=broker.TRANSPORT, transport_options={broker.QUARANTINE_URL_OPTION: redis_url}
-    ) as conn:
+    options = {broker.QUARANTINE_URL_OPTION: redis_url}
+    with Connection(redis_url, transport=broker.TRANSPORTS["redis"], transport_options=options) as conn:
         yield conn
 
 
@@ -126,14 +125,17 @@ def test_basic_get_sets_a_malformed_message_aside_and_returns_the_next(
 @pytest.mark.parametrize(
     ("url", "transport"),
     [
-        ("redis://127.0.0.1:6379/0", broker.TRANSPORT),
-        ("rediss://cache.example.com:6380/0?ssl_cert_reqs=required", broker.TRANSPORT),
-        ("amqp://guest:guest@127.0.0.1:5672//", None),
+        ("redis://:secret@127.0.0.1:6379/2", broker.TRANSPORTS["redis"]),
+        ("rediss://:secret@cache.example.com:6380/0?ssl_cert_reqs=required", broker.TRANSPORTS["rediss"]),
+        ("amqp://guest:secret@127.0.0.1:5672//", None),
     ],
 )
 def test_only_redis_brokers_use_the_screening_transport(url: str, transport: str | None) -> None:
     app = create_app(Settings(broker_url=url))
     assert app.conf.broker_transport == transport
+    # ...and the connection still shows as the URL it was given (the banner, Flower's broker page)
+    with app.connection_for_read() as conn:
+        assert conn.as_uri(include_password=True) == url.split("?")[0]
     if transport is None:  # RabbitMQ keeps Celery's own consumer and kombu's transport options
         assert broker.QUARANTINE_URL_OPTION not in app.conf.broker_transport_options
         assert app.conf.worker_consumer == "celery.worker.consumer:Consumer"
@@ -148,4 +150,4 @@ def test_a_rediss_broker_keeps_tls(query: str) -> None:
     app = create_app(Settings(broker_url=f"rediss://cache.example.com:6380/0{query}"))
     with app.connection_for_read() as conn:
         assert conn.ssl
-        assert conn.transport_cls == broker.TRANSPORT
+        assert conn.transport_cls == broker.TRANSPORTS["rediss"]
