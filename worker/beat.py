@@ -19,8 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 import redis
+from celery.signals import beat_init
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, acquire_distributed_beat_lock, get_redis
 
 from schemas.requests import CleanupTarget
 from worker import constants as c
@@ -77,6 +78,10 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
     again or, when another beat took it meanwhile, waits as a standby; and whichever beat holds the lock
     writes the static schedule again, since Redis may have come back without its data (the entries' last
     runs are kept when they survived).
+
+    The lock is taken in the tick, without waiting: redbeat's own ``beat_init`` handler blocks a standby
+    inside the signal until the lock is free, where an outage escapes as a logged traceback and leaves
+    the beat without a lock, so this scheduler disconnects it.
     """
 
     lock: Any  # redbeat's: the held redis-py Lock, or None
@@ -85,6 +90,10 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
     # Write the static schedule again before the next tick this beat makes holding the lock: at its first
     # (a standby that waited may find Redis emptied meanwhile), and after every outage.
     _reinstall = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        beat_init.disconnect(acquire_distributed_beat_lock)
 
     def setup_schedule(self) -> None:
         """Write the static schedule into Redis; when Redis is away, leave it to the first tick that finds
