@@ -126,7 +126,8 @@ class Quarantine:
             pipe.ltrim(c.QUARANTINE_KEY, 0, QUARANTINE_MAX - 1)
             pipe.execute()
         except redis.RedisError as exc:
-            # It is off its queue already: pushing it back would only pop it again, so the log keeps it.
+            # It is off its queue already and pushing it back would only pop it again: this line is all that
+            # is left of it.
             log.error(
                 "dropped a malformed message from queue %r (%s), %s unreachable (%s): %s",
                 queue, problem, c.QUARANTINE_KEY, exc, preview(raw),
