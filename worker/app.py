@@ -24,7 +24,9 @@ from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.beat import beat_config
+from worker.broker import broker_config
 from worker.connections import store
+from worker.durability import DurabilityCheck
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
 from worker.polls import BatchPoll, RunPoll
@@ -94,6 +96,8 @@ def configure(app: Celery, s: Settings) -> None:
     )
     # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
     app.conf.update(beat_config(s))
+    # A Redis broker: a worker sets a malformed message aside rather than dying on it (worker.broker).
+    app.conf.update(broker_config(s, app.conf.broker_transport_options))
 
 
 class PollerStep(bootsteps.StartStopStep):
@@ -135,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
     configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
+    celery.steps["worker"].add(DurabilityCheck)  # warns, or refuses, on a Redis that can lose jobs
     install_worker_hooks()
     install_arg_redaction()
     quiet_assistants_deprecation()

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     """Seconds between watchdog passes, which find jobs that stopped moving and re-drive them."""
     max_redrives: int = Field(c.MAX_REDRIVES, ge=0, le=100)
     """Re-drives a stalled job gets before it ends ``failed`` with code ``stalled``."""
+    require_durable_redis: bool = False
+    """Refuse to start a worker on a Redis that persists nothing or may evict keys (otherwise a loud
+    warning): see the README's durability contract."""
     visibility_timeout: int = Field(c.VISIBILITY_TIMEOUT_S, ge=5)
     task_soft_time_limit: int = Field(20, gt=0)
     task_time_limit: int = Field(25, gt=0)
@@ -160,11 +163,6 @@ class Settings(BaseSettings):
     webhooks: bool = False
     """OpenAI sends webhooks for background responses to this deployment's receiver (``ajobs webhooks``):
     their polls become a safety net, `webhook_safety_poll` apart."""
-    webhook_secret: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("AJ_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET")
-    )
-    """The ``whsec_...`` secret of the webhook endpoint registered with OpenAI (the receiver verifies every
-    delivery with it)."""
     webhook_address: str = "127.0.0.1"
     webhook_port: Port = 8780
     webhook_path: str = Field("/webhooks/openai", pattern=r"^/")

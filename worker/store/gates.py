@@ -71,7 +71,7 @@ class GateWatch:
         """Apply every announcement waiting; False when the subscription is new (or was lost)."""
         fresh = False
         if self._pubsub is None:
-            self._pubsub = self.gates.redis.pubsub()
+            self._pubsub = self.gates.redis.pubsub()  # type: ignore[no-untyped-call]
             self._pubsub.subscribe(CHANNEL)
             fresh = True
         try:

@@ -100,6 +100,12 @@ METRICS_WEBHOOKS = PREFIX + "metrics:webhooks"
 """Hash: webhook deliveries by outcome (``woken``, ``duplicate``, ``unknown``, ``rejected``...) and run ends
 by how they were learnt (``end_by_webhook``, ``end_by_poll``). Bound: a handful of fields."""
 
+# --- Broker quarantine (worker.store.quarantine) -------------------------------------------------------
+QUARANTINE = PREFIX + "quarantine"
+"""List of malformed broker messages workers set aside instead of dying on them, newest first: the bytes as
+popped (or, for a message only Celery could not read, its envelope as JSON). Read it to see what a
+producer sent wrong. Bound: capped at `worker.store.quarantine.QUARANTINE_MAX`."""
+
 # --- Watchdog (worker.watchdog) -----------------------------------------------------------------------
 WATCHDOG_LOCK = PREFIX + "watchdog"
 """String held (with a TTL) by the one worker running a watchdog pass."""
