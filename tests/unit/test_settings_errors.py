@@ -72,9 +72,22 @@ BAD_VALUES = {
     "AJ_FLOWER_PORT": "0",
     "AJ_METRICS_PORT": "70000",
     "OPENAI_WEBHOOK_SECRET": "whsec_!!wh-SECRET",
+    "AJ_REQUIRE_DURABLE_REDIS": "maybe",
+    "AJ_OUTBOX_GRACE": "0",
+    "AJ_STALL_AFTER": "0",
+    "AJ_OWNERLESS_AFTER": "-1",
+    "AJ_WATCHDOG_EVERY": "0",
+    "AJ_MAX_REDRIVES": "101",
+    "AJ_WEBHOOKS": "maybe",
+    "AJ_WEBHOOK_PORT": "0",
+    "AJ_WEBHOOK_PATH": "no-leading-slash",
+    "AJ_WEBHOOK_SAFETY_POLL": "0",
+    "AJ_WEBHOOK_TOLERANCE": "0",
+    "AJ_WEBHOOK_DEDUPE_TTL": "0",
+    "AJ_QUEUED_STUCK_AFTER": "0",
 }
 # Settings any string satisfies: there is no value to refuse.
-ACCEPTS_ANY_STRING = {"broker_url", "openai_base_url", "flower_address", "metrics_address"}
+ACCEPTS_ANY_STRING = {"broker_url", "openai_base_url", "flower_address", "metrics_address", "webhook_address"}
 # The variable BAD_VALUES sets for a setting read under another name.
 ALIASES = {"OPENAI_API_KEY": "openai_api_key", "OPENAI_WEBHOOK_SECRET": "webhook_secret"}
 
