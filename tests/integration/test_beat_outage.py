@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, WorkerProcess
-from worker.devredis import answers, free_port, redis_server_binary
 
+from devkit.redis_server import answers, free_port, redis_server_binary
 from schemas.job import JobKind
 from worker.connections import make_store
 from worker.settings import Settings

@@ -10,8 +10,8 @@ import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from worker.devredis import free_port
 
+from devkit.redis_server import free_port
 from worker import beat
 from worker.app import create_app
 from worker.settings import Settings
