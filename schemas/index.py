@@ -8,7 +8,7 @@ file ids and/or local paths. Paths are not checked by the model, since that need
 import os
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, model_validator
 
 from schemas.common import (
     _STRICT,
@@ -20,6 +20,7 @@ from schemas.common import (
     _Problems,
     _report_duplicates,
 )
+from schemas.context import is_stored
 from schemas.limits import (
     CHUNK_SIZE_MAX,
     CHUNK_SIZE_MIN,
@@ -131,7 +132,9 @@ class VectorStoreBatchRequest(BaseModel):
     idempotency_key: IdempotencyKey | None = None
 
     @model_validator(mode="after")
-    def _inputs_and_target_make_sense(self) -> Self:
+    def _inputs_and_target_make_sense(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         problems = _Problems()
         if (self.vector_store_id is None) == (self.new_store is None):
             got = "neither" if self.vector_store_id is None else "both"

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,7 @@ from schemas.common import (
     _duplicates,
     _Problems,
 )
+from schemas.context import is_stored
 from schemas.limits import (
     INSTRUCTIONS_MAX,
     MESSAGE_CONTENT_MAX,
@@ -341,7 +343,13 @@ class RunRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _fields_fit_together(self) -> Self:
+    def _fields_fit_together(self, info: ValidationInfo) -> Self:
+        if not is_stored(info):
+            self._check_rules()
+        return self
+
+    def _check_rules(self) -> None:
+        """The rules between fields and of the chosen backend; every problem in one error."""
         problems = _Problems()
         _check_any_backend(self, problems)
         if self.backend is RunBackend.ASSISTANTS:
@@ -350,16 +358,18 @@ class RunRequest(BaseModel):
             _check_responses(self, problems)
         _check_request_size(self, REQUEST_BYTES_MAX, problems)
         problems.raise_if_any(type(self).__name__)
-        return self
 
     def with_backend(self, default: RunBackend) -> "RunRequest":
-        """A copy with the backend filled in (``default`` unless one was given) and re-validated.
+        """A copy with the backend filled in (``default`` unless one was given), checked against that
+        backend's rules (the fields themselves were checked when this request was parsed).
 
         Raises ``pydantic.ValidationError`` when the request does not suit that backend.
         """
-        data = self.model_dump(exclude_unset=True)
-        data["backend"] = self.backend or default
-        return RunRequest.model_validate(data)
+        if self.backend is not None:
+            return self
+        chosen = self.model_copy(update={"backend": default})
+        chosen._check_rules()
+        return chosen
 
     def used_fields(self, names: Iterable[str]) -> list[str]:
         """Those of `names` this request sets (non-empty)."""
@@ -505,7 +515,9 @@ class ToolOutputsRequest(BaseModel):
     tool_outputs: list[ToolOutput] = Field(min_length=1, max_length=TOOL_OUTPUTS_MAX)
 
     @model_validator(mode="after")
-    def _one_output_per_call(self) -> Self:
+    def _one_output_per_call(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         problems = _Problems()
         ids = [output.tool_call_id for output in self.tool_outputs]
         for index, value, first in _duplicates(ids):

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
+from schemas.context import is_stored
 from schemas.limits import JSON_DEPTH_MAX
 
 # Each rule is one character class searched with re, which scans in C: that matters for 256,000-character
@@ -75,7 +76,7 @@ class CharacterRule:
     def check(self, value: Any, info: core_schema.ValidationInfo) -> Any:
         """``value`` unless it is a string holding a refused character: then an error naming the field,
         the character and its index, and why it is refused."""
-        if not isinstance(value, str):
+        if not isinstance(value, str) or is_stored(info):
             return value
         field = info.field_name or "value"
         found = self.refused.search(value)
@@ -179,7 +180,7 @@ def check_json(value: Any, info: core_schema.ValidationInfo) -> Any:
     Runs before pydantic's own validation, which would refuse a lone surrogate in a key without saying
     what it found, and would let anything through ``Any``.
     """
-    if not isinstance(value, dict | list):
+    if not isinstance(value, dict | list) or is_stored(info):
         return value
     found = _json_problem(value)
     if found is None:

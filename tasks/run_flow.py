@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 
+from schemas.context import STORED
 from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus, Usage
 from schemas.requests import RunRequest, RunStrategy
 from tasks.assistants import AssistantsBackend
@@ -40,8 +41,8 @@ BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend(), "responses": 
 
 
 def request_of(record: JobRecord) -> RunRequest:
-    """The job's request as a model."""
-    return RunRequest.model_validate(record.request)
+    """The job's request as a model (checked at submit, so its rules are not run again)."""
+    return RunRequest.model_validate(record.request, context=STORED)
 
 
 def backend_of(request: RunRequest) -> Backend:
