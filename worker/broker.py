@@ -139,8 +139,33 @@ def quarantine_at(url: str) -> Quarantine:
     return Quarantine(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5))
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, surviving a broker connection that is already gone when Celery closes the channel.
+
+    When Redis goes away, Celery's consumer closes its connection and the channel tries to give its
+    unacknowledged messages back; with the connection already torn down, kombu fails there with
+    ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which Celery does not count as a
+    connection error, so the whole worker stopped ("Unrecoverable error") instead of reconnecting. Those
+    messages stay in kombu's unacked set and come back after the visibility timeout, like a killed worker's.
+    """
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            return super().restore_unacked(client)
+        except AttributeError:
+            if getattr(self.channel.connection, "client", None) is not None:
+                raise
+            log.warning(
+                "the broker connection was gone before unacknowledged messages could be given back; "
+                "they come back after the visibility timeout"
+            )
+            return None
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel, screening each popped message before kombu parses it."""
+
+    QoS = QoS
 
     from_transport_options = (*kombu_redis.Channel.from_transport_options, QUARANTINE_URL_OPTION)
     quarantine_url: str | None = None
