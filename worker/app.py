@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 import tasks.cleanup
@@ -29,6 +30,7 @@ from worker.connections import store
 from worker.durability import DurabilityCheck
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
+from worker.openai_client import warm_imports
 from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings, get_settings
 from worker.watchdog import Watchdog, kombu_backlog
@@ -143,6 +145,8 @@ def create_app(settings: Settings | None = None) -> Celery:
     install_worker_hooks()
     install_arg_redaction()
     quiet_assistants_deprecation()
+    # In the worker's main process, before the pool forks: every pool process inherits the SDK's modules.
+    worker_init.connect(lambda **_: warm_imports(), weak=False)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     return celery
