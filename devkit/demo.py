@@ -213,8 +213,6 @@ def main() -> int:
                         "-A",
                         "worker.app",
                         "beat",
-                        "-S",
-                        "redbeat.RedBeatScheduler",
                         "--loglevel=INFO",
                     ],
                     env,

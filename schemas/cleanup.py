@@ -7,10 +7,11 @@ targets and may override the idle limits, ask for a dry run, or reach objects th
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from schemas.common import _STRICT, IdempotencyKey, _Problems, _report_duplicates
-from schemas.limits import CLEANUP_DEADLINE_MAX_S
+from schemas.common import _STRICT, IdempotencyKey, _check_request_size, _Problems, _report_duplicates
+from schemas.context import is_stored
+from schemas.limits import CLEANUP_DEADLINE_MAX_S, REQUEST_BYTES_MAX
 
 
 class CleanupTarget(StrEnum):
@@ -53,8 +54,11 @@ class CleanupRequest(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _targets_unique(self) -> Self:
+    def _targets_unique_and_size_fits(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         problems = _Problems()
         _report_duplicates(problems, "targets", [target.value for target in self.targets], "target")
+        _check_request_size(self, REQUEST_BYTES_MAX, problems)
         problems.raise_if_any(type(self).__name__)
         return self

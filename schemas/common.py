@@ -1,16 +1,17 @@
 """The building blocks every request model shares: reusable annotated types and error reporting.
 
 Holds the strict model config (unknown fields are errors), the constrained string and mapping types the
-request models reuse (``NonEmptyStr``, ``IdempotencyKey``, ``FunctionName``, ``Metadata``, ``Attributes``),
-and ``_Problems``, which collects a model validator's errors and raises them together, each at the loc of
-the field it concerns, with the helpers that report duplicate values.
+request models reuse (``NonEmptyStr``, ``IdempotencyKey``, ``FunctionName``, ``Metadata``, ``Attributes``,
+built on the character rules of ``schemas.strings``), the count and size caps, and ``_Problems``, which
+collects a model validator's errors and raises them together, each at the loc of the field it concerns,
+with the helpers that report duplicate values.
 """
 
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from annotated_types import MaxLen
-from pydantic import AllowInfNan, BeforeValidator, ConfigDict, StringConstraints, ValidationError
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.limits import (
@@ -23,6 +24,7 @@ from schemas.limits import (
     METADATA_MAX_PAIRS,
     METADATA_VALUE_MAX,
 )
+from schemas.strings import NAME, TEXT
 
 # Every model forbids unknown fields, so a typo is an error naming the field rather than a silent no-op.
 _STRICT = ConfigDict(extra="forbid")
@@ -68,14 +70,38 @@ def _report_duplicates(problems: _Problems, field: str, values: Sequence[str], w
         problems.add((field, index), "duplicate", f"{label} {value!r} (also at index {first})", value)
 
 
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
-"""A string with at least one character (ids, names)."""
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1), NAME]
+"""A name with at least one character and no control character (see ``schemas.strings.Name``)."""
 
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_MAX)]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_MAX), NAME]
 """A producer-chosen key: a second job with the same key returns the first job instead of a new one."""
 
-FunctionName = Annotated[str, StringConstraints(pattern=FUNCTION_NAME_PATTERN)]
+FunctionName = Annotated[str, StringConstraints(pattern=FUNCTION_NAME_PATTERN), NAME]
 """A function tool's name as OpenAI allows it: a-z, A-Z, 0-9, _ and -, 1 to 64 characters."""
+
+
+def _check_item_count(field: str, limit: int, noun: str) -> BeforeValidator:
+    """A validator that refuses a list of more than `limit` items, naming `field`, the limit and the count."""
+
+    def check(value: Any) -> Any:
+        # Counted before the items are validated, so a huge list fails fast with the useful message.
+        if isinstance(value, list | tuple) and len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_items",
+                "{field}: at most {limit} {noun}, got {count}",
+                {"field": field, "limit": limit, "noun": noun, "count": len(value)},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+def _check_request_size(request: BaseModel, limit: int, problems: _Problems) -> None:
+    """Report a request whose JSON (compact UTF-8, None fields left out, as it is stored) passes `limit`."""
+    size = len(request.__pydantic_serializer__.to_json(request, exclude_none=True))
+    if size > limit:
+        message = f"request: the request is {size:,} bytes as JSON; at most {limit:,} are accepted"
+        problems.add((), "request_too_large", message, size)
 
 
 def _check_pair_count(field: str, limit: int) -> BeforeValidator:
@@ -96,24 +122,26 @@ def _check_pair_count(field: str, limit: int) -> BeforeValidator:
 
 Metadata = Annotated[
     dict[
-        Annotated[str, StringConstraints(max_length=METADATA_KEY_MAX)],
-        Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX)],
+        Annotated[str, StringConstraints(max_length=METADATA_KEY_MAX), NAME],
+        Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX), TEXT],
     ],
     MaxLen(METADATA_MAX_PAIRS),
     _check_pair_count("metadata", METADATA_MAX_PAIRS),
 ]
-"""OpenAI metadata: at most 16 pairs, keys of at most 64 characters, string values of at most 512."""
+"""OpenAI metadata: at most 16 pairs, keys (names) of at most 64 characters, text values of at most 512."""
 
-AttributeValue = (
+# The rule around the whole union, so a bad string is one error rather than one per branch.
+AttributeValue = Annotated[
     Annotated[str, StringConstraints(max_length=ATTRIBUTES_VALUE_MAX)]
     | bool
     | int
-    | Annotated[float, AllowInfNan(False)]
-)
+    | Annotated[float, AllowInfNan(False)],
+    TEXT,
+]
 """A vector store file attribute value: a string of at most 512 characters, a number or a boolean."""
 
 Attributes = Annotated[
-    dict[Annotated[str, StringConstraints(max_length=ATTRIBUTES_KEY_MAX)], AttributeValue],
+    dict[Annotated[str, StringConstraints(max_length=ATTRIBUTES_KEY_MAX), NAME], AttributeValue],
     MaxLen(ATTRIBUTES_MAX_PAIRS),
     _check_pair_count("attributes", ATTRIBUTES_MAX_PAIRS),
 ]

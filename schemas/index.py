@@ -8,7 +8,7 @@ file ids and/or local paths. Paths are not checked by the model, since that need
 import os
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, model_validator
 
 from schemas.common import (
     _STRICT,
@@ -16,9 +16,11 @@ from schemas.common import (
     IdempotencyKey,
     Metadata,
     NonEmptyStr,
+    _check_request_size,
     _Problems,
     _report_duplicates,
 )
+from schemas.context import is_stored
 from schemas.limits import (
     CHUNK_SIZE_MAX,
     CHUNK_SIZE_MIN,
@@ -27,10 +29,12 @@ from schemas.limits import (
     FILE_SIZE_MAX,
     INDEX_DEADLINE_MAX_S,
     INDEX_INPUTS_MAX,
+    INDEX_REQUEST_BYTES_MAX,
     RETRY_FAILED_MAX,
     VECTOR_STORE_DESCRIPTION_MAX,
     VECTOR_STORE_NAME_MAX,
 )
+from schemas.strings import NAME, TEXT, Id
 
 
 class AutoChunking(BaseModel):
@@ -90,8 +94,10 @@ class NewVectorStore(BaseModel):
 
     model_config = _STRICT
 
-    name: Annotated[str, StringConstraints(max_length=VECTOR_STORE_NAME_MAX)] | None = None
-    description: Annotated[str, StringConstraints(max_length=VECTOR_STORE_DESCRIPTION_MAX)] | None = None
+    name: Annotated[str, StringConstraints(max_length=VECTOR_STORE_NAME_MAX), NAME] | None = None
+    description: Annotated[str, StringConstraints(max_length=VECTOR_STORE_DESCRIPTION_MAX), TEXT] | None = (
+        None
+    )
     metadata: Metadata | None = None
     expires_after: ExpiresAfter | None = None
     chunking_strategy: ChunkingStrategy | None = None
@@ -107,11 +113,10 @@ class VectorStoreBatchRequest(BaseModel):
     model_config = _STRICT
 
     kind: Literal["index"] = "index"
-    vector_store_id: NonEmptyStr | None = Field(
-        default=None, description="Exactly one of this and new_store."
-    )
+    vector_store_id: Id | None = Field(default=None, description="Exactly one of this and new_store.")
     new_store: NewVectorStore | None = None
-    file_ids: list[NonEmptyStr] = Field(default_factory=list, max_length=INDEX_INPUTS_MAX)
+    file_ids: list[Id] = Field(default_factory=list, max_length=INDEX_INPUTS_MAX)
+    # Paths are names: a NUL or control character is refused here rather than by os.stat in a worker.
     paths: list[NonEmptyStr] = Field(default_factory=list, max_length=INDEX_INPUTS_MAX)
     attributes: Attributes | None = None
     chunking_strategy: ChunkingStrategy | None = None
@@ -127,7 +132,9 @@ class VectorStoreBatchRequest(BaseModel):
     idempotency_key: IdempotencyKey | None = None
 
     @model_validator(mode="after")
-    def _inputs_and_target_make_sense(self) -> Self:
+    def _inputs_and_target_make_sense(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         problems = _Problems()
         if (self.vector_store_id is None) == (self.new_store is None):
             got = "neither" if self.vector_store_id is None else "both"
@@ -145,6 +152,7 @@ class VectorStoreBatchRequest(BaseModel):
         if self.chunking_strategy is not None and self.new_store and self.new_store.chunking_strategy:
             message = "chunking_strategy: give it on the request or on new_store, not both"
             problems.add(("chunking_strategy",), "conflict", message, None)
+        _check_request_size(self, INDEX_REQUEST_BYTES_MAX, problems)
         problems.raise_if_any(type(self).__name__)
         return self
 

@@ -7,7 +7,7 @@ These models are what lands in Redis under ``job:{id}`` and what any reader
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -155,6 +155,8 @@ class JobRecord(BaseModel):
     error: JobError | None = None
     usage: Usage | None = None
     idempotency_key: str | None = None
+    end_learnt_by: Literal["webhook", "poll"] | None = None
+    """How the system learnt that the job's remote run ended: from a webhook, or by polling."""
 
 
 class JobEvent(BaseModel):

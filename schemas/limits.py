@@ -132,6 +132,25 @@ EXPIRES_AFTER_DAYS_MAX: Final = 365
 RESERVED_METADATA_KEY: Final = "aj_job_id"
 # So a run's own metadata may hold one pair fewer than the API allows.
 RUN_METADATA_MAX_PAIRS: Final = METADATA_MAX_PAIRS - 1
+# Messages one run request may carry. openapi.json sets no maxItems on CreateThreadRequest.messages,
+# CreateRunRequest.additional_messages or CreateResponse.input (the only bound near them is 20 items per
+# conversation items call, which the worker does not use). Ours: far more than a turn needs, enough to seed
+# a thread with a short history; a longer history belongs in the thread or conversation, not in one job.
+MESSAGES_MAX: Final = 100
+# A request's whole size, in bytes of compact UTF-8 JSON (as it is stored). The API states no cap. Ours:
+# the largest parts a run legitimately carries (instructions and a message of 256,000 characters each, or
+# one tool output of TOOL_OUTPUT_MAX) fit; more is a mistake or an attack. The request lives in the job
+# record, which every status read and finish step loads from Redis, and tool outputs cross the broker in
+# a Celery message, so a 26 MB request would cost 26 MB on each of those.
+REQUEST_BYTES_MAX: Final = 1024 * 1024
+# The same for an indexing request, which may name INDEX_INPUTS_MAX files: 100,000 OpenAI file ids
+# (~27 characters) take about 3 MB as JSON, and 16 MiB leaves room for 100,000 paths of ~160 bytes.
+INDEX_REQUEST_BYTES_MAX: Final = 16 * 1024 * 1024
+# How deep free-form JSON options (tool parameters, text, reasoning, response_options...) may nest.
+# OpenAI caps structured-output schemas at a few levels of nesting (5 at launch, 10 later), about twice
+# that in JSON; 64 leaves room, and stops a cyclic or hostile structure at submission rather than as a
+# RecursionError in a worker's JSON encoder.
+JSON_DEPTH_MAX: Final = 64
 # Idempotency keys: 1 to this many characters (fits a Redis key with our prefix, and common HTTP practice).
 IDEMPOTENCY_KEY_MAX: Final = 255
 # One tool output, in characters. The API states no cap, but outputs travel through Redis and Celery and

@@ -5,9 +5,11 @@ Requests travel as JSON through Redis and Celery, so every model round-trips thr
 errors carry the bad field in ``loc`` and the limit in the message; checks that need the file system
 (paths) or the worker's configuration (the default backend) are left to the worker, which can reuse
 ``path_problem`` and ``RunRequest.with_backend``. The models live in one module per job kind
-(``schemas.run``, ``schemas.index``, ``schemas.cleanup``, with ``schemas.tools`` and ``schemas.common``
-beneath them); this module re-exports them and holds what spans every kind: ``JobRequest``,
-``parse_request`` and ``json_schemas``.
+(``schemas.run``, ``schemas.index``, ``schemas.cleanup``, with ``schemas.tools``, ``schemas.common`` and
+``schemas.strings``, the characters each string field refuses, beneath them); this module re-exports them
+and holds what spans every kind: ``JobRequest``, ``parse_request`` and ``json_schemas``. Every string field
+refuses NUL and lone surrogates, ids, names, paths and keys also control characters, and a whole request
+is capped in size (``schemas.limits``).
 """
 
 from collections.abc import Mapping

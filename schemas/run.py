@@ -17,18 +17,32 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.common import _STRICT, IdempotencyKey, Loc, Metadata, NonEmptyStr, _duplicates, _Problems
+from schemas.common import (
+    _STRICT,
+    IdempotencyKey,
+    Loc,
+    Metadata,
+    NonEmptyStr,
+    _check_item_count,
+    _check_request_size,
+    _duplicates,
+    _Problems,
+)
+from schemas.context import is_stored
 from schemas.limits import (
     INSTRUCTIONS_MAX,
     MESSAGE_CONTENT_MAX,
+    MESSAGES_MAX,
     MIN_COMPLETION_TOKENS,
     MIN_OUTPUT_TOKENS,
     MIN_PROMPT_TOKENS,
+    REQUEST_BYTES_MAX,
     RESERVED_METADATA_KEY,
     RESPONSES_CREATE_PARAMS,
     RUN_DEADLINE_MAX_S,
@@ -40,7 +54,11 @@ from schemas.limits import (
     TOOLS_MAX,
     TOP_P_MAX,
 )
+from schemas.strings import TEXT, Id, JsonObject, Name, TextOrObject
 from schemas.tools import CodeInterpreterTool, FileSearchTool, FlatFunctionTool, FunctionTool, Tool
+
+Instructions = Annotated[str, StringConstraints(max_length=INSTRUCTIONS_MAX), TEXT]
+"""Instructions for a run: free text of at most 256,000 characters."""
 
 
 class RunStrategy(StrEnum):
@@ -76,7 +94,7 @@ class Attachment(BaseModel):
 
     model_config = _STRICT
 
-    file_id: NonEmptyStr
+    file_id: Id
     tools: list[AttachmentTool]
 
 
@@ -86,7 +104,7 @@ class InputMessage(BaseModel):
     model_config = _STRICT
 
     role: Literal["user", "assistant"]
-    content: Annotated[str, StringConstraints(min_length=1, max_length=MESSAGE_CONTENT_MAX)]
+    content: Annotated[str, StringConstraints(min_length=1, max_length=MESSAGE_CONTENT_MAX), TEXT]
     attachments: list[Attachment] | None = Field(default=None, description="Assistants backend only.")
     metadata: Metadata | None = None
 
@@ -97,7 +115,7 @@ class ResponseFormat(BaseModel):
     model_config = _STRICT
 
     type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = Field(
+    json_schema: JsonObject | None = Field(
         default=None, description="Required with type json_schema: {name, schema?, strict?, description?}."
     )
 
@@ -147,9 +165,20 @@ class PromptRef(BaseModel):
 
     model_config = _STRICT
 
-    id: NonEmptyStr
-    variables: dict[str, str | dict[str, Any]] | None = None
-    version: str | None = None
+    id: Id
+    variables: dict[Name, TextOrObject] | None = None
+    version: Name | None = None
+
+
+def _tool_choice_tag(value: Any) -> str:
+    return "mode" if isinstance(value, str) else "object"
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["none", "auto", "required"], Tag("mode")] | Annotated[JsonObject, Tag("object")],
+    Discriminator(_tool_choice_tag),
+]
+"""``"none"``, ``"auto"``, ``"required"`` or an object naming a tool (one error for the shape given)."""
 
 
 # Fields only one backend understands; each maps to the backend that does.
@@ -227,21 +256,22 @@ class RunRequest(BaseModel):
 
     kind: Literal["run"] = "run"
     backend: RunBackend | None = Field(default=None, description="None: the worker's configured default.")
-    assistant_id: str | None = Field(default=None, description="Required on the assistants backend.")
-    thread_id: NonEmptyStr | None = Field(
+    assistant_id: Id | None = Field(default=None, description="Required on the assistants backend.")
+    thread_id: Id | None = Field(
         default=None, description="Assistants: an existing thread; None creates one."
     )
-    conversation_id: NonEmptyStr | None = Field(
+    conversation_id: Id | None = Field(
         default=None,
         description="Responses: an existing conversation; None creates one (unless previous_response_id).",
     )
-    messages: list[InputMessage] = Field(
+    messages: Annotated[list[InputMessage], _check_item_count("messages", MESSAGES_MAX, "messages")] = Field(
         default_factory=list,
+        max_length=MESSAGES_MAX,
         description="Added before the run (a new thread's initial messages); the input on Responses.",
     )
     # Overrides the Assistants run create API accepts; most also apply to Responses.
-    instructions: Annotated[str, StringConstraints(max_length=INSTRUCTIONS_MAX)] | None = None
-    additional_instructions: Annotated[str, StringConstraints(max_length=INSTRUCTIONS_MAX)] | None = None
+    instructions: Instructions | None = None
+    additional_instructions: Instructions | None = None
     model: NonEmptyStr | None = None
     tools: Annotated[list[Tool], MaxLen(TOOLS_MAX)] | None = None
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX)
@@ -251,7 +281,7 @@ class RunRequest(BaseModel):
     response_format: ResponseFormatOption | None = None
     truncation_strategy: TruncationStrategy | None = None
     parallel_tool_calls: bool | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: ToolChoice | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
         default=None, description="On Responses this becomes reasoning.effort."
     )
@@ -262,16 +292,16 @@ class RunRequest(BaseModel):
     # Responses-only.
     prompt: PromptRef | None = None
     max_output_tokens: int | None = Field(default=None, ge=MIN_OUTPUT_TOKENS)
-    previous_response_id: NonEmptyStr | None = None
+    previous_response_id: Id | None = None
     store: bool | None = Field(
         default=None, description="Must not be false: background responses are stored."
     )
-    text: dict[str, Any] | None = None
-    reasoning: dict[str, Any] | None = None
+    text: JsonObject | None = None
+    reasoning: JsonObject | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: list[NonEmptyStr] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
-    response_options: dict[str, Any] | None = Field(
+    response_options: JsonObject | None = Field(
         default=None,
         description="Other Responses create parameters: " + ", ".join(sorted(RESPONSE_OPTIONS_ALLOWED)) + ".",
     )
@@ -285,10 +315,11 @@ class RunRequest(BaseModel):
         default=True, description="Let functions registered in the worker answer the tool calls they know."
     )
 
-    @field_validator("assistant_id")
+    @field_validator("assistant_id", mode="before")
     @classmethod
-    def _assistant_id_not_empty(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _assistant_id_not_empty(cls, value: Any) -> Any:
+        # Before the Id rule, so a blank id is called empty rather than refused for its spaces.
+        if isinstance(value, str) and not value.strip():
             raise PydanticCustomError("empty", "assistant_id: must not be empty")
         return value
 
@@ -312,24 +343,33 @@ class RunRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _fields_fit_together(self) -> Self:
+    def _fields_fit_together(self, info: ValidationInfo) -> Self:
+        if not is_stored(info):
+            self._check_rules()
+        return self
+
+    def _check_rules(self) -> None:
+        """The rules between fields and of the chosen backend; every problem in one error."""
         problems = _Problems()
         _check_any_backend(self, problems)
         if self.backend is RunBackend.ASSISTANTS:
             _check_assistants(self, problems)
         elif self.backend is RunBackend.RESPONSES:
             _check_responses(self, problems)
+        _check_request_size(self, REQUEST_BYTES_MAX, problems)
         problems.raise_if_any(type(self).__name__)
-        return self
 
     def with_backend(self, default: RunBackend) -> "RunRequest":
-        """A copy with the backend filled in (``default`` unless one was given) and re-validated.
+        """A copy with the backend filled in (``default`` unless one was given), checked against that
+        backend's rules (the fields themselves were checked when this request was parsed).
 
         Raises ``pydantic.ValidationError`` when the request does not suit that backend.
         """
-        data = self.model_dump(exclude_unset=True)
-        data["backend"] = self.backend or default
-        return RunRequest.model_validate(data)
+        if self.backend is not None:
+            return self
+        chosen = self.model_copy(update={"backend": default})
+        chosen._check_rules()
+        return chosen
 
     def used_fields(self, names: Iterable[str]) -> list[str]:
         """Those of `names` this request sets (non-empty)."""
@@ -462,8 +502,8 @@ class ToolOutput(BaseModel):
 
     model_config = _STRICT
 
-    tool_call_id: NonEmptyStr
-    output: Annotated[str, StringConstraints(max_length=TOOL_OUTPUT_MAX)]
+    tool_call_id: Id
+    output: Annotated[str, StringConstraints(max_length=TOOL_OUTPUT_MAX), TEXT]
 
 
 class ToolOutputsRequest(BaseModel):
@@ -471,15 +511,18 @@ class ToolOutputsRequest(BaseModel):
 
     model_config = _STRICT
 
-    job_id: NonEmptyStr
+    job_id: Id
     tool_outputs: list[ToolOutput] = Field(min_length=1, max_length=TOOL_OUTPUTS_MAX)
 
     @model_validator(mode="after")
-    def _one_output_per_call(self) -> Self:
+    def _one_output_per_call(self, info: ValidationInfo) -> Self:
+        if is_stored(info):
+            return self
         problems = _Problems()
         ids = [output.tool_call_id for output in self.tool_outputs]
         for index, value, first in _duplicates(ids):
             message = f"tool_outputs: duplicate tool_call_id {value!r} (also at index {first})"
             problems.add(("tool_outputs", index, "tool_call_id"), "duplicate", message, value)
+        _check_request_size(self, REQUEST_BYTES_MAX, problems)
         problems.raise_if_any(type(self).__name__)
         return self

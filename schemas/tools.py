@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, WithJsonSchema
 
-from schemas.common import _STRICT, FunctionName, NonEmptyStr
+from schemas.common import _STRICT, FunctionName
 from schemas.limits import FILE_SEARCH_MAX_NUM_RESULTS
+from schemas.strings import Id, IdOrObject, JsonArray, JsonObject, Text
 
 
 class FunctionDefinition(BaseModel):
@@ -21,8 +22,8 @@ class FunctionDefinition(BaseModel):
     model_config = _STRICT
 
     name: FunctionName
-    description: str | None = None
-    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the arguments.")
+    description: Text | None = None
+    parameters: JsonObject | None = Field(default=None, description="JSON Schema of the arguments.")
     strict: bool | None = None
 
 
@@ -42,12 +43,12 @@ class FlatFunctionTool(BaseModel):
 
     type: Literal["function"]
     name: FunctionName
-    description: str | None = None
-    parameters: dict[str, Any] | None = Field(default=None, description="JSON Schema of the arguments.")
+    description: Text | None = None
+    parameters: JsonObject | None = Field(default=None, description="JSON Schema of the arguments.")
     strict: bool | None = None
-    output_schema: dict[str, Any] | None = None
+    output_schema: JsonObject | None = None
     defer_loading: bool | None = None
-    allowed_callers: list[Any] | None = None
+    allowed_callers: JsonArray | None = None
 
 
 class FileSearchSettings(BaseModel):
@@ -56,7 +57,7 @@ class FileSearchSettings(BaseModel):
     model_config = _STRICT
 
     max_num_results: int | None = Field(default=None, ge=1, le=FILE_SEARCH_MAX_NUM_RESULTS)
-    ranking_options: dict[str, Any] | None = None
+    ranking_options: JsonObject | None = None
 
 
 class FileSearchTool(BaseModel):
@@ -66,12 +67,12 @@ class FileSearchTool(BaseModel):
 
     type: Literal["file_search"]
     file_search: FileSearchSettings | None = Field(default=None, description="Assistants backend only.")
-    vector_store_ids: list[NonEmptyStr] | None = Field(
+    vector_store_ids: list[Id] | None = Field(
         default=None, description="Responses backend only, and required there."
     )
     max_num_results: int | None = Field(default=None, ge=1, le=FILE_SEARCH_MAX_NUM_RESULTS)
-    ranking_options: dict[str, Any] | None = None
-    filters: dict[str, Any] | None = None
+    ranking_options: JsonObject | None = None
+    filters: JsonObject | None = None
 
     def responses_fields(self) -> list[str]:
         """The Responses-only fields this tool sets."""
@@ -85,7 +86,7 @@ class CodeInterpreterTool(BaseModel):
     model_config = _STRICT
 
     type: Literal["code_interpreter"]
-    container: str | dict[str, Any] | None = None
+    container: IdOrObject | None = None
 
 
 _TOOL_TAGS: dict[type[BaseModel], str] = {
@@ -135,7 +136,7 @@ Tool = Annotated[
     | Annotated[FlatFunctionTool, Tag("FlatFunctionTool")]
     | Annotated[FileSearchTool, Tag("FileSearchTool")]
     | Annotated[CodeInterpreterTool, Tag("CodeInterpreterTool")]
-    | Annotated[dict[str, Any], Tag("OtherTool"), WithJsonSchema(_OTHER_TOOL_SCHEMA)],
+    | Annotated[JsonObject, Tag("OtherTool"), WithJsonSchema(_OTHER_TOOL_SCHEMA)],
     Discriminator(
         _tool_tag,
         custom_error_type="tool_type",

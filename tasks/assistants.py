@@ -56,6 +56,8 @@ class AssistantsBackend:
     """Threads and runs."""
 
     name = "assistants"
+    webhooks = False
+    """Whether a webhook announces the end of a remote run."""
     usage_per_round = False
     """A run reports its usage once, for all its rounds."""
 

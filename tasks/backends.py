@@ -45,6 +45,8 @@ class Backend(Protocol):
     name: str
     usage_per_round: bool
     """True when each round reports its own usage (summed); False when the last report is the total."""
+    webhooks: bool
+    """True when OpenAI sends a webhook as the remote run ends (background responses do; runs do not)."""
 
     def lock_key(self, request: RunRequest, remote: dict[str, Any]) -> str | None:
         """The thread or conversation this job must hold while its run is active, when known."""

@@ -68,7 +68,7 @@ class JobTask(Task):  # type: ignore[type-arg,misc]
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """The task gave up: end its jobs ``failed`` (dead-lettered), unless Redis itself is away, in which
         case nothing can be written and the watchdog re-drives them once it is back."""
-        if isinstance(exc, redis.RedisError):
+        if isinstance(exc, redis.RedisError) or retried_cause(exc):
             return
         svc = services()
         for job_id in job_ids_of(args or []):
@@ -93,8 +93,23 @@ def each_job(svc: Services, job_ids: Iterable[str], step: Callable[[str], None],
         except RETRIED:
             raise
         except Exception as exc:
+            if retried_cause(exc):
+                raise
             log.exception("job %s failed in its step", job_id)
             fail_quietly(svc, job_id, internal_error(exc, "its step"), fail)
+
+
+def retried_cause(exc: BaseException) -> bool:
+    """Whether a `RETRIED` error is behind ``exc`` (a soft time limit that struck inside an import, say,
+    reaches us wrapped in a RuntimeError): then the whole message is retried, not the job failed."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, RETRIED):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def publish(name: str, args: list[Any], task_id: str) -> None:

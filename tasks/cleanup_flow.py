@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 
+from schemas.context import STORED
 from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.requests import CleanupRequest, CleanupTarget
 from tasks import cleanup_targets as targets
@@ -99,7 +100,7 @@ def run(svc: Services, job_id: str) -> None:
     record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended:
         return
-    request = CleanupRequest.model_validate(record.request)
+    request = CleanupRequest.model_validate(record.request, context=STORED)
     scope = scope_of(svc, request)
     # One task at a time works on a job: a duplicate message must not plan twice or delete in parallel.
     with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:

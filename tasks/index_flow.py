@@ -21,6 +21,7 @@ from typing import Any
 
 import openai
 
+from schemas.context import STORED
 from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.limits import METADATA_MAX_PAIRS, RESERVED_METADATA_KEY
 from schemas.requests import VectorStoreBatchRequest
@@ -55,8 +56,8 @@ STORE_LOOKUP_LIMIT = 100
 
 
 def request_of(record: JobRecord) -> VectorStoreBatchRequest:
-    """The job's request as a model."""
-    return VectorStoreBatchRequest.model_validate(record.request)
+    """The job's request as a model (checked at submit, so its rules are not run again)."""
+    return VectorStoreBatchRequest.model_validate(record.request, context=STORED)
 
 
 def plan_batches(file_ids: Sequence[str], size: int) -> list[list[str]]:

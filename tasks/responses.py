@@ -43,6 +43,8 @@ class ResponsesBackend:
     """Background responses polled with ``responses.retrieve``."""
 
     name = "responses"
+    webhooks = True
+    """Whether a webhook announces the end of a remote run."""
     usage_per_round = True
     """Each response reports its own usage; a job's usage is their sum."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 
+from schemas.context import STORED
 from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus, Usage
 from schemas.requests import RunRequest, RunStrategy
 from tasks.assistants import AssistantsBackend
@@ -40,8 +41,8 @@ BACKENDS: dict[str, Backend] = {"assistants": AssistantsBackend(), "responses": 
 
 
 def request_of(record: JobRecord) -> RunRequest:
-    """The job's request as a model."""
-    return RunRequest.model_validate(record.request)
+    """The job's request as a model (checked at submit, so its rules are not run again)."""
+    return RunRequest.model_validate(record.request, context=STORED)
 
 
 def backend_of(request: RunRequest) -> Backend:
@@ -154,9 +155,24 @@ def _create_remote(
     record = svc.store.jobs.update(
         job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0})
     )
-    _poll_soon(svc, record, backend, svc.settings.poll_first)
+    _poll_soon(svc, record, backend, _first_poll(svc, record, backend))
     if record.cancel_requested:
         svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
+
+
+def _watched(svc: Services, backend: Backend) -> bool:
+    """Whether webhooks tell this job's end (so its polls are only the safety net)."""
+    return svc.settings.webhooks and backend.webhooks
+
+
+def _first_poll(svc: Services, record: JobRecord, backend: Backend) -> float:
+    """When to poll a run just created: soon, or, when webhooks watch it, after the safety period (at once
+    if its webhook already came, overtaking the create's answer)."""
+    if not _watched(svc, backend):
+        return svc.settings.poll_first
+    keep = max((record.deadline_at or time.time()) - time.time(), 0.0) + svc.settings.result_ttl
+    early = svc.store.wakeups.track(str(record.remote["response_id"]), record.id, keep)
+    return 0.0 if early else svc.settings.webhook_safety_poll
 
 
 def _start_failed(svc: Services, record: JobRecord, exc: openai.OpenAIError) -> None:
@@ -183,7 +199,12 @@ def _is_active_run_conflict(exc: openai.OpenAIError) -> bool:
 
 
 def _poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float, **extra: Any) -> None:
-    entry = RunPoll(path=backend.poll_path(record.remote), deadline=record.deadline_at, **extra)
+    entry = RunPoll(
+        path=backend.poll_path(record.remote),
+        deadline=record.deadline_at,
+        safety=_watched(svc, backend),
+        **extra,
+    )
     svc.store.schedule.put(record.id, entry, delay)
 
 
@@ -214,7 +235,7 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
         elif snap.status == "requires_action":
             _tool_calls(svc, record, request, backend, snap)
         else:
-            _finish(svc, record, backend, snap)
+            _finish(svc, record, backend, snap, body.get("learnt_by"))
     except openai.OpenAIError as exc:
         retry_or_fail(svc, record, exc, task_name(c.TASK_FINISH), [job_id, body], _failer(svc, job_id))
 
@@ -225,34 +246,55 @@ def _usage(record: JobRecord, backend: Backend, snap: Snapshot) -> Usage | None:
     return snap.usage or record.usage
 
 
-def _finish(svc: Services, record: JobRecord, backend: Backend, snap: Snapshot) -> None:
-    usage = _usage(record, backend, snap)
+def _finish(
+    svc: Services, record: JobRecord, backend: Backend, snap: Snapshot, learnt_by: str | None = None
+) -> None:
+    common: dict[str, Any] = {"usage": _usage(record, backend, snap)}
+    if learnt_by is not None:
+        common["end_learnt_by"] = learnt_by
+        _learnt(svc, record, backend, learnt_by)
     status = snap.status
     if status == "completed":
         result = backend.result(svc.client, record, snap)
-        end(svc, record.id, JobStatus.COMPLETED, result=result, usage=usage)
+        end(svc, record.id, JobStatus.COMPLETED, result=result, **common)
     elif status == "cancelled":
-        final, error = cancel_end(
-            str(record.remote.get("cancel_reason") or "requested"), "its remote run was"
-        )
-        end(svc, record.id, final, error=error, usage=usage)
+        reason = str(record.remote.get("cancel_reason") or "requested")
+        final, error = cancel_end(reason, "its remote run was")
+        end(svc, record.id, final, error=error, **common)
     elif status == "expired":
         error = JobError(code="expired", message="the run expired while it waited for tool outputs")
-        end(svc, record.id, JobStatus.EXPIRED, usage=usage, error=error)
+        end(svc, record.id, JobStatus.EXPIRED, error=error, **common)
     elif status == "incomplete":
         details = snap.incomplete or {}
-        reason = details.get("reason", "unknown")
-        error = JobError(code="incomplete", message=f"the run ended incomplete: {reason}")
-        end(
-            svc, record.id, JobStatus.FAILED, usage=usage, result={"incomplete_details": details}, error=error
+        error = JobError(
+            code="incomplete", message=f"the run ended incomplete: {details.get('reason', 'unknown')}"
         )
+        end(svc, record.id, JobStatus.FAILED, result={"incomplete_details": details}, error=error, **common)
     else:
         err = snap.error or {}
         error = JobError(
             code=str(err.get("code") or "run_failed"),
             message=str(err.get("message") or f"the run ended {status}"),
         )
-        end(svc, record.id, JobStatus.FAILED, usage=usage, error=error)
+        end(svc, record.id, JobStatus.FAILED, error=error, **common)
+
+
+def _learnt(svc: Services, record: JobRecord, backend: Backend, learnt_by: str) -> None:
+    """Count how a watched run's end was learnt. An end the safety poll found while webhooks are on means a
+    webhook did not come (the endpoint is not registered with OpenAI, or its secret is wrong): say so in
+    the log and with a ``job.webhook_missed`` event."""
+    if not _watched(svc, backend):
+        return
+    svc.store.wakeups.ended(learnt_by)
+    if learnt_by == "poll":
+        log.warning(
+            "job %s: the safety poll, not a webhook, found its response's end; check that the webhook "
+            "endpoint is registered with OpenAI and that AJ_WEBHOOK_SECRET is its secret",
+            record.id,
+        )
+        svc.store.jobs.announce(
+            record.id, "job.webhook_missed", {"response_id": record.remote.get("response_id")}
+        )
 
 
 def _tool_calls(
@@ -336,7 +378,7 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
             }
         ),
     )
-    _poll_soon(svc, record, backend, svc.settings.poll_first)
+    _poll_soon(svc, record, backend, _first_poll(svc, record, backend))
 
 
 # --- cancel -----------------------------------------------------------------------------------
@@ -384,6 +426,52 @@ def cancel(svc: Services, job_id: str, reason: str) -> None:
             return
         # 400/404: the run already ended; the poll below reports how.
     _poll_soon(svc, svc.store.jobs.require(job_id), backend, 0.2, cancelling=True)
+
+
+# --- a response stuck queued -------------------------------------------------------------------
+def requeue(svc: Services, job_id: str) -> None:
+    """The job's background response stayed ``queued`` past `Settings.queued_stuck_after`: cancel it and
+    create it again, once (recorded on the job with a ``job.requeued`` event); stuck a second time, the job
+    fails with code ``stuck_queued``."""
+    record = svc.store.jobs.get(job_id)
+    if record is None or record.status.ended or not has_remote(record):
+        return
+    request = request_of(record)
+    backend = backend_of(request)
+    with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
+        if not mine:
+            return
+        stuck = str(record.remote["response_id"])
+        try:
+            backend.cancel(svc.client, record.remote)
+        except openai.OpenAIError as exc:
+            log.warning("job %s: cancelling the stuck response %s failed: %s", job_id, stuck, exc)
+        if record.remote.get("requeued_from"):
+            bound = svc.settings.queued_stuck_after
+            message = (
+                f"the background response stayed queued longer than {bound:.0f} s twice "
+                "(it was created again once); OpenAI may be overloaded"
+            )
+            error = JobError(code="stuck_queued", message=message)
+            fail(svc, job_id, error)
+            return
+        fresh = dict(record.remote)
+        fresh.pop("response_id")
+        try:
+            remote = backend.start(
+                svc.client, record.model_copy(update={"remote": fresh}), request, lambda _: None, False
+            )
+        except openai.OpenAIError as exc:
+            retry_or_fail(svc, record, exc, task_name(c.TASK_REQUEUE), [job_id], _failer(svc, job_id))
+            return
+        remote.pop("rounds", None)  # the rounds so far still count
+        record = svc.store.jobs.update(
+            job_id,
+            lambda r: r.model_copy(update={"remote": {**r.remote, **remote, "requeued_from": stuck}}),
+            event="job.requeued",
+            data={"stuck": stuck, "response_id": remote["response_id"]},
+        )
+        _poll_soon(svc, record, backend, _first_poll(svc, record, backend))
 
 
 # --- redrive ----------------------------------------------------------------------------------

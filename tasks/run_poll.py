@@ -8,6 +8,8 @@ second the HTTP client and the parse decide how many runs one machine supervises
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 from typing import Any
 
 import aiohttp
@@ -38,6 +40,7 @@ HANDOFF_FIELDS = (
 FINISH = task_name(c.TASK_FINISH)
 FINISH_MANY = task_name(c.TASK_FINISH_MANY)
 CANCEL = task_name(c.TASK_CANCEL)
+REQUEUE = task_name(c.TASK_REQUEUE)
 
 WAITING_POLL_MIN_S = 5.0
 """Shortest gap between polls of a run that waits for tool outputs (nothing changes until they come)."""
@@ -62,10 +65,23 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
         return http_error(ctx, claim.job_id, entry, status_code, raw, headers, finish=FINISH)
     body: dict[str, Any] = orjson.loads(raw)
     status = body.get("status")
+    if status == "queued" and entry.path.startswith("/responses/") and _stuck_queued(ctx, body):
+        return Handoff(REQUEUE, [claim.job_id])
     if status in ACTIVE or (status == "requires_action" and entry.waiting):
         polls = entry.polls + 1
         delay = compute_delay(polls, ctx.policy, poll_after=poll_after(headers))
+        if entry.safety:  # webhooks tell the end: this poll is only the safety net
+            delay = max(delay, ctx.settings.webhook_safety_poll * (1 - ctx.policy.jitter * random.random()))
         if status == "requires_action":
             delay = max(delay, WAITING_POLL_MIN_S)
-        return Again(delay, dataclasses.replace(entry, polls=polls, errors=0))
-    return Handoff(FINISH_MANY, [claim.job_id, {k: body[k] for k in HANDOFF_FIELDS if k in body}], batch=True)
+        return Again(delay, dataclasses.replace(entry, polls=polls, errors=0, woken=False))
+    handed = {k: body[k] for k in HANDOFF_FIELDS if k in body}
+    handed["learnt_by"] = "webhook" if entry.woken else "poll"
+    return Handoff(FINISH_MANY, [claim.job_id, handed], batch=True)
+
+
+def _stuck_queued(ctx: PollContext, body: dict[str, Any]) -> bool:
+    """A background response still ``queued`` long after its creation: it may never start (reported on the
+    live API), so the flow cancels it and creates it again."""
+    created = body.get("created_at")
+    return isinstance(created, int | float) and time.time() - created > ctx.settings.queued_stuck_after

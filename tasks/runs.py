@@ -65,6 +65,12 @@ def cancel(job_id: str, reason: str = "requested") -> None:
     run_flow.cancel(services(), job_id, reason)
 
 
+@shared_task(name=c.TASK_REQUEUE.format(kind=KIND), base=RunTask)
+def requeue(job_id: str) -> None:
+    """Create again a background response that stayed queued too long."""
+    run_flow.requeue(services(), job_id)
+
+
 @shared_task(name=c.TASK_REDRIVE.format(kind=KIND), base=RunTask)
 def redrive(job_id: str) -> None:
     """Send on a job the watchdog found stopped."""

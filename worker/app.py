@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 import tasks.cleanup
@@ -24,9 +25,12 @@ from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.beat import beat_config
+from worker.broker import broker_config
 from worker.connections import store
+from worker.durability import DurabilityCheck
 from worker.flower import install_arg_redaction
 from worker.metrics import install_worker_hooks
+from worker.openai_client import warm_imports
 from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings, get_settings
 from worker.watchdog import Watchdog, kombu_backlog
@@ -94,6 +98,8 @@ def configure(app: Celery, s: Settings) -> None:
     )
     # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
     app.conf.update(beat_config(s))
+    # A Redis broker: a worker sets a malformed message aside rather than dying on it (worker.broker).
+    app.conf.update(broker_config(s, app.conf.broker_transport_options))
 
 
 class PollerStep(bootsteps.StartStopStep):
@@ -135,9 +141,12 @@ def create_app(settings: Settings | None = None) -> Celery:
     celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
     configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
+    celery.steps["worker"].add(DurabilityCheck)  # warns, or refuses, on a Redis that can lose jobs
     install_worker_hooks()
     install_arg_redaction()
     quiet_assistants_deprecation()
+    # In the worker's main process, before the pool forks: every pool process inherits the SDK's modules.
+    worker_init.connect(lambda **_: warm_imports(), weak=False)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     return celery

@@ -389,6 +389,18 @@ def beat_command(celery_args: tuple[str, ...]) -> None:
     sys.exit(run_beat(celery_args))
 
 
+@main.command("webhooks")
+@click.option("--port", type=int, help="Default: AJ_WEBHOOK_PORT (8780).")
+@friendly
+def webhooks_command(port: int | None) -> None:
+    """Receive OpenAI's signed webhooks and wake the jobs whose responses ended (AJ_WEBHOOK_SECRET)."""
+    from worker.settings import get_settings
+    from worker.webhooks import serve
+
+    settings = get_settings()
+    serve(settings.model_copy(update={"webhook_port": port}) if port else settings)
+
+
 @main.command("flower", context_settings=_PASS_THROUGH)
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 @friendly

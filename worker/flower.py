@@ -1,8 +1,10 @@
 """Flower, the operator's window on workers and tasks: ``python -m worker.flower`` (``make flower``).
 
 The launcher builds Flower's options from the settings and refuses to start without basic-auth
-credentials unless ``AJ_FLOWER_DEV=1``. The credentials reach Flower through its ``FLOWER_BASIC_AUTH``
-environment variable, not the command line, so ``ps`` never shows the password.
+credentials unless ``AJ_FLOWER_DEV=1``, and even then only on a loopback address (127.0.0.1, ::1,
+localhost), with a warning line: Flower can cancel tasks and shut workers down, so it is never served
+without auth where another machine can reach it. The credentials reach Flower through its
+``FLOWER_BASIC_AUTH`` environment variable, not the command line, so ``ps`` never shows the password.
 
 What Flower shows of a task is its name and its arguments' repr. Our tasks take job ids, kinds and
 targets; the one that carries producer data (tool outputs) has its shown arguments cut to the job id
@@ -11,6 +13,7 @@ and a count by `install_arg_redaction`. The API key is never an argument of anyt
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from typing import Any
@@ -21,11 +24,31 @@ from worker.settings import ConfigurationError, Settings, get_settings
 _TOOL_OUTPUTS = c.TASK_TOOL_OUTPUTS.format(kind="run")
 
 
+def is_loopback(address: str) -> bool:
+    """Whether a server bound to ``address`` is reachable from this machine only.
+
+    An empty address binds every interface, so it is not loopback; neither is a name other than
+    localhost, which may resolve anywhere.
+    """
+    host = address.strip().removeprefix("[").removesuffix("]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def has_credentials(s: Settings) -> bool:
+    """Whether the settings give Flower a basic-auth user and password."""
+    return bool(s.flower_user and s.flower_password and s.flower_password.get_secret_value())
+
+
 def flower_env(s: Settings, base: dict[str, str]) -> dict[str, str]:
     """The environment Flower runs with: ``base`` plus the basic auth from the settings.
 
-    Raises `ConfigurationError` naming the settings when credentials are missing and ``AJ_FLOWER_DEV``
-    is not set.
+    Raises `ConfigurationError` naming the settings when credentials are missing, unless ``AJ_FLOWER_DEV``
+    is set and ``AJ_FLOWER_ADDRESS`` is a loopback address.
     """
     env = {k: v for k, v in base.items() if k != "FLOWER_BASIC_AUTH"}
     password = s.flower_password.get_secret_value() if s.flower_password else ""
@@ -36,7 +59,23 @@ def flower_env(s: Settings, base: dict[str, str]) -> dict[str, str]:
             "Flower needs AJ_FLOWER_USER and AJ_FLOWER_PASSWORD (basic auth); "
             "set AJ_FLOWER_DEV=1 to run it without them on a developer's machine"
         )
+    elif not is_loopback(s.flower_address):
+        raise ConfigurationError(
+            f"AJ_FLOWER_DEV=1 serves Flower without auth only on a loopback AJ_FLOWER_ADDRESS "
+            f"(127.0.0.1, ::1, localhost), not {s.flower_address!r}; "
+            "set AJ_FLOWER_USER and AJ_FLOWER_PASSWORD to serve it there"
+        )
     return env
+
+
+def dev_warning(s: Settings) -> str | None:
+    """The one line to print when Flower will run without auth (``AJ_FLOWER_DEV=1``), else None."""
+    if has_credentials(s):
+        return None
+    return (
+        f"warning: Flower runs without auth (AJ_FLOWER_DEV=1) on {s.flower_address}:{s.flower_port}; "
+        "anyone with a shell on this machine can cancel tasks and shut workers down"
+    )
 
 
 def flower_argv(s: Settings, python: str = sys.executable) -> list[str]:
@@ -51,6 +90,9 @@ def main() -> None:
     """Replace this process with Flower (so signals reach Flower itself)."""
     settings = get_settings()
     env = flower_env(settings, dict(os.environ))
+    warning = dev_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     argv = flower_argv(settings)
     os.execve(argv[0], argv, env)
 

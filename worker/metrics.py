@@ -161,6 +161,7 @@ class JobsCollector(Collector):
     - ``aj_api_requests_total{endpoint,outcome}``: API requests workers made, by outcome (counter).
     - ``aj_api_errors_total{class}``: the failed ones by class (counter).
     - ``aj_dead_letters``: jobs in the dead-letter set (gauge).
+    - ``aj_quarantined_messages``: malformed broker messages set aside in the quarantine list (gauge).
     - ``aj_inventory_objects{kind}``: threads, conversations, stores and files recorded (gauge).
     """
 
@@ -194,6 +195,11 @@ class JobsCollector(Collector):
         )
         yield from _api_metrics(census.api)
         yield GaugeMetricFamily("aj_dead_letters", "Jobs in the dead-letter set.", value=census.dead)
+        yield GaugeMetricFamily(
+            "aj_quarantined_messages",
+            "Malformed broker messages workers set aside in the quarantine list (it keeps the newest 1,000).",
+            value=census.quarantined,
+        )
         objects = GaugeMetricFamily(
             "aj_inventory_objects", "Objects recorded for the clean-up.", labels=["kind"]
         )

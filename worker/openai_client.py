@@ -50,6 +50,20 @@ def openai_client() -> openai.OpenAI:
     return make_openai(get_settings(), RateGate(store().gates), process_counts())
 
 
+def warm_imports() -> None:
+    """Import the SDK's resource modules now. The SDK imports them lazily, on first use; in a task on a
+    loaded host that first import can take seconds and be cut off by the soft time limit mid-import. Done
+    once in the worker's main process, every forked pool process has them already."""
+    client = openai.OpenAI(api_key="warm-up", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    for resource in ("beta", "responses", "conversations", "vector_stores", "files"):
+        getattr(client, resource)
+    client.beta.threads.runs  # noqa: B018 (the attribute access is the import)
+    client.beta.threads.messages  # noqa: B018
+    client.beta.assistants  # noqa: B018
+    client.vector_stores.file_batches  # noqa: B018
+    client.close()
+
+
 def request_timeout(settings: Settings) -> float:
     """Seconds one API request of a task may take: `Settings.openai_timeout`, but well inside the task's
     soft time limit, so a slow API surfaces as a retryable timeout (retried through the schedule with

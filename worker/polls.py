@@ -31,6 +31,11 @@ class RunPoll:
     """The run waits for tool outputs: nothing changes until they come or it expires, so look rarely."""
     cancelling: bool = False
     """A cancel was sent; past the deadline's grace the job ends whatever the API says."""
+    safety: bool = False
+    """Webhooks tell this job when its response ends: this poll is only the safety net, spaced
+    `Settings.webhook_safety_poll` apart."""
+    woken: bool = False
+    """A webhook made this poll due (so the end, if it is one, was learnt from the webhook)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 path) for all workers until then, and a request to a closed endpoint is not sent.
 
 Polls have their own per-run backoff; this covers the SDK calls of tasks, where many jobs share an
-endpoint (every background response is created by ``POST /v1/responses``).
+endpoint (every background response is created by ``POST /v1/responses``). The close reaches every other
+process as a pub/sub announcement (`worker.store.gates`), so a check costs no Redis round trip and no
+process trusts a stale "open" for a cache period.
 """
 
 from __future__ import annotations
@@ -14,19 +16,13 @@ import httpx2
 from worker.errors import RateGateClosed, retry_after_seconds
 from worker.store.gates import Gates
 
-OPEN_CACHE_S = 0.25
-"""How long a process trusts that an endpoint is open before asking Redis again. A 429 this process
-gets closes the gate here at once; one another worker got is seen within this time."""
-
 
 class RateGate:
     """Request and response hooks for the SDK's HTTP client, backed by the store's gates."""
 
     def __init__(self, gates: Gates):
         self.gates = gates
-        self._until: dict[str, float] = {}
-        """Per endpoint: until when it is closed (a future time), or open (the past, when last checked)."""
-        self._checked: dict[str, float] = {}
+        self.watch = gates.watch()
 
     @staticmethod
     def route(request: httpx2.Request) -> str:
@@ -36,11 +32,7 @@ class RateGate:
     def check(self, request: httpx2.Request) -> None:
         """Refuse to send while the endpoint's Retry-After has not passed."""
         route = self.route(request)
-        now = time.time()
-        if now - self._checked.get(route, 0.0) > OPEN_CACHE_S:
-            self._until[route] = self.gates.until(route)
-            self._checked[route] = now
-        wait = self._until.get(route, 0.0) - now
+        wait = self.watch.until(route) - time.time()
         if wait > 0:
             raise RateGateClosed(route, wait)
 
@@ -52,5 +44,5 @@ class RateGate:
         if wait:
             until = time.time() + wait
             route = self.route(response.request)
-            self._until[route] = max(until, self._until.get(route, 0.0))
+            self.watch.closed_here(route, until)
             self.gates.close(route, until, wait)

@@ -1,12 +1,29 @@
-"""One typed settings object, read once from the environment (prefix ``AJ_``) and ``.env``."""
+"""One typed settings object, read once from the environment (prefix ``AJ_``) and ``.env``.
+
+A bad value stops start-up with `ConfigurationError`, whose message (`describe`) names each variable
+and what it accepts, and never holds a secret: not the value of a ``SecretStr`` setting (the API key,
+the Flower password, the webhook secret), not the input of a cross-field rule, and no URL's password.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
-from typing import Annotated
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, get_args
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from schemas.requests import RunBackend
 from worker import constants as c
@@ -16,15 +33,35 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+# Whitespace and control characters: what an HTTP header value cannot hold.
+_HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _no_comma(value: str | None) -> str | None:
+    # Flower reads its basic-auth setting as a comma-separated list of user:password pairs.
+    if value is not None and "," in value:
+        raise PydanticCustomError(
+            "basic_auth", "must not contain a comma (Flower splits its credentials on it)"
+        )
+    return value
+
+
 class Settings(BaseSettings):
     """Configuration of producers and workers. Each field is ``AJ_<NAME>`` in the environment."""
 
+    # hide_input_in_errors: a ValidationError printed as is (a traceback, a log line) shows no value, since
+    # a value may be a key, a password or a URL holding one; `describe` shows those that are safe.
     model_config = SettingsConfigDict(
-        env_prefix="AJ_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_prefix="AJ_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(redis|rediss|unix)://")
-    """Where job records, events and the poll schedule live."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Where job records, events and the poll schedule live (``redis://``, ``rediss://`` or ``unix://``)."""
     broker_url: str | None = None
     """Celery's broker; the Redis URL when unset (RabbitMQ works too: ``amqp://...``)."""
     result_ttl: int = Field(c.RESULT_TTL_S, gt=0)
@@ -66,6 +103,9 @@ class Settings(BaseSettings):
     """Seconds between watchdog passes, which find jobs that stopped moving and re-drive them."""
     max_redrives: int = Field(c.MAX_REDRIVES, ge=0, le=100)
     """Re-drives a stalled job gets before it ends ``failed`` with code ``stalled``."""
+    require_durable_redis: bool = False
+    """Refuse to start a worker on a Redis that persists nothing or may evict keys (otherwise a loud
+    warning): see the README's durability contract."""
     visibility_timeout: int = Field(c.VISIBILITY_TIMEOUT_S, ge=5)
     task_soft_time_limit: int = Field(20, gt=0)
     task_time_limit: int = Field(25, gt=0)
@@ -75,6 +115,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("AJ_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AJ_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET")
+    )
+    """The Standard Webhooks secret OpenAI signs its webhooks with (``whsec_`` and base64, as the dashboard
+    shows it), for the webhook receiver to check each delivery's signature; read like the openai package
+    reads it."""
     tool_modules: list[str] = Field(default_factory=list)
     """Modules the worker imports at start so their ``@tool`` functions answer tool calls
     (JSON list, e.g. ``AJ_TOOL_MODULES='["myapp.tools"]'``)."""
@@ -113,20 +159,99 @@ class Settings(BaseSettings):
     """Allow Flower without credentials (a developer's machine only)."""
     flower_address: str = "127.0.0.1"
     flower_port: Port = 5555
+    # --- webhooks ---
+    webhooks: bool = False
+    """OpenAI sends webhooks for background responses to this deployment's receiver (``ajobs webhooks``):
+    their polls become a safety net, `webhook_safety_poll` apart."""
+    webhook_address: str = "127.0.0.1"
+    webhook_port: Port = 8780
+    webhook_path: str = Field("/webhooks/openai", pattern=r"^/")
+    """The route OpenAI delivers to (the receiver's URL is ``http://ADDRESS:PORT`` plus this path)."""
+    webhook_safety_poll: PositiveFloat = 30.0
+    """Seconds between the safety-net polls of a response a webhook will announce: a lost webhook costs at
+    most this much lag, never a stuck job."""
+    webhook_tolerance: int = Field(300, ge=1)
+    """Oldest a delivery's signed timestamp may be (seconds); older ones are refused as replays."""
+    webhook_dedupe_ttl: PositiveFloat = 600.0
+    """Seconds a delivery id is remembered, so a duplicate delivery has one effect."""
+    queued_stuck_after: PositiveFloat = 600.0
+    """Seconds a background response may stay ``queued`` before it is cancelled and created again (once)."""
     metrics_address: str = "127.0.0.1"
     metrics_port: Port = c.METRICS_PORT
     """Port of the Prometheus exporter (``ajobs metrics``)."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise PydanticCustomError("url_scheme", "must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        # Sent as "Authorization: Bearer <key>": httpx refuses such a header only at the first request.
+        if value is not None and _HEADER_UNSAFE.search(value.get_secret_value()):
+            raise PydanticCustomError(
+                "header_unsafe", "must not contain whitespace or control characters (it is sent in a header)"
+            )
+        return value
+
+    @field_validator("flower_user")
+    @classmethod
+    def _user_fits_basic_auth(cls, value: str | None) -> str | None:
+        if value is not None and ":" in value:
+            raise PydanticCustomError("basic_auth", "must not contain a colon (basic auth splits on it)")
+        return _no_comma(value)
+
+    @field_validator("flower_password")
+    @classmethod
+    def _password_fits_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        _no_comma(value.get_secret_value() if value is not None else None)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_decodes(cls, value: SecretStr | None) -> SecretStr | None:
+        # The openai package base64-decodes what follows whsec_; a bad secret would fail every delivery.
+        secret = value.get_secret_value() if value is not None else ""
+        if secret.startswith("whsec_"):
+            try:
+                base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise PydanticCustomError(
+                    "webhook_secret", "must be whsec_ followed by base64, as OpenAI shows it"
+                ) from None
+        return value
+
     @model_validator(mode="after")
     def _limits_fit(self) -> Settings:
+        # Each broken rule is reported at the field it constrains, naming the other, never with the input.
+        problems: list[tuple[str, str]] = []
         if self.task_time_limit >= self.visibility_timeout:
-            raise ValueError(
-                "AJ_TASK_TIME_LIMIT must be below AJ_VISIBILITY_TIMEOUT, or a running task is delivered twice"
+            problems.append(
+                (
+                    "task_time_limit",
+                    f"must be below AJ_VISIBILITY_TIMEOUT ({self.visibility_timeout}), "
+                    "or a running task is delivered twice",
+                )
             )
         if self.task_soft_time_limit >= self.task_time_limit:
-            raise ValueError("AJ_TASK_SOFT_TIME_LIMIT must be below AJ_TASK_TIME_LIMIT")
-        if self.flower_user is not None and ":" in self.flower_user:
-            raise ValueError("AJ_FLOWER_USER must not contain a colon (basic auth splits on it)")
+            problems.append(
+                ("task_soft_time_limit", f"must be below AJ_TASK_TIME_LIMIT ({self.task_time_limit})")
+            )
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("conflict", message),
+                        loc=(field,),
+                        input=getattr(self, field),
+                    )
+                    for field, message in problems
+                ],
+            )
         return self
 
     @property
@@ -139,14 +264,92 @@ class ConfigurationError(SystemExit):
     """Start-up stops: a setting has a value it does not accept."""
 
 
+def mask_url_password(value: str) -> str:
+    """``value`` with the password of the URL it holds replaced by ``****`` (``redis://:****@host:6379/0``).
+
+    The user-info runs to the value's last ``@``, so a password holding an unescaped ``@``, quote or space
+    is masked whole; a user-info without a colon may itself be a token, so all of it is masked then.
+    """
+    scheme, separator, rest = value.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not separator or not at:
+        return value
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:****@{host}" if colon else f"{scheme}://****@{host}"
+
+
+# A URL's user-info inside free text: up to the last @ before whitespace.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>\S*)@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it masked (see `mask_url_password`).
+
+    The second line of defence, over a whole message: a value `describe` shows is masked whole first.
+    """
+    return _URL_USERINFO.sub(lambda found: mask_url_password(found[0]), text)
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+# Settings whose input is never shown, derived from their type so a new secret is covered without a list.
+SECRET_FIELDS = frozenset(
+    name for name, field in Settings.model_fields.items() if _is_secret(field.annotation)
+)
+
+
+def variable_names(field: str) -> str:
+    """The environment variable(s) a setting is read from, as a person should read them."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        first, *others = [str(choice) for choice in alias.choices]
+        return f"{first} (or {', '.join(others)})" if others else first
+    return f"AJ_{field.upper()}"
+
+
+def _field_of(head: str | int) -> str | None:
+    """The setting a loc starts with: a field name, or one of the aliases it is read under."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if head == name or (isinstance(alias, AliasChoices) and head in alias.choices):
+            return name
+    return None
+
+
+def _describe_one(loc: Sequence[str | int], message: str, value: Any) -> str:
+    field = _field_of(loc[0]) if loc else None
+    if field is None:
+        # Not one setting (a rule over the whole model): its input is every value read, secrets included.
+        return f"  settings: {message}"
+    name = variable_names(field) + "".join(f"[{part}]" for part in loc[1:])
+    if field in SECRET_FIELDS:
+        shown = " (value hidden: a secret)"
+    else:
+        shown = f" (got {mask_url_password(value) if isinstance(value, str) else value!r})"
+    return f"  {name}: {message}{shown}"
+
+
 def describe(error: ValidationError) -> str:
-    """Name each bad variable and what it accepts, for a person reading a start-up failure."""
+    """Name each bad variable and what it accepts, for a person reading a start-up failure.
+
+    Shows what was given, except for a secret setting or a whole-model rule, and masks URL passwords.
+    """
     lines = ["bad configuration:"]
-    for item in error.errors():
-        name = "AJ_" + "_".join(str(p) for p in item["loc"]).upper() if item["loc"] else "settings"
-        shown = "(hidden)" if "key" in name.lower() else repr(item.get("input"))
-        lines.append(f"  {name}: {item['msg']} (got {shown})")
-    return "\n".join(lines)
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(_describe_one(item["loc"], message, item.get("input")))
+    return mask_url_passwords("\n".join(lines))
+
+
+def _describe_parse_error(error: SettingsError) -> str:
+    # pydantic-settings names the field (never the value) when a list or dict setting is not JSON.
+    found = re.search(r'field "(\w+)"', str(error))
+    if found is None:
+        return mask_url_passwords(f"bad configuration: {error}")
+    return f'bad configuration:\n  {variable_names(found[1])}: must be JSON (e.g. \'["a", "b"]\')'
 
 
 @functools.cache
@@ -156,3 +359,5 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigurationError(describe(exc)) from None
+    except SettingsError as exc:
+        raise ConfigurationError(_describe_parse_error(exc)) from None

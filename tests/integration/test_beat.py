@@ -29,12 +29,12 @@ BEAT_ENV = {
 def beat(
     env: dict[str, str], tmp_path: Path
 ) -> Iterator[Callable[[str], tuple[subprocess.Popen[bytes], Path]]]:
-    """Factory: ``beat(name)`` starts ``celery beat`` with the redbeat scheduler; all stop at teardown."""
+    """Factory: ``beat(name)`` starts ``celery beat`` with the app's scheduler; all stop at teardown."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = tmp_path / f"beat-{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-S", "redbeat.RedBeatScheduler",
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "beat",
                "--loglevel=INFO", f"--logfile={log}"]  # fmt: skip
         with (tmp_path / f"beat-{name}.out").open("wb") as output:
             proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **BEAT_ENV}, start_new_session=True,

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 import redis
+from pydantic import ValidationError
 
+from worker.client import Jobs
 from worker.settings import ConfigurationError, Settings, get_settings
 
 
@@ -40,6 +42,28 @@ def test_bad_run_input_names_the_field_exits_2_and_leaves_no_trace(
     )
     assert proc.returncode == 2, proc.stderr
     assert named in proc.stderr
+    assert redis_client.keys("*") == []
+
+
+def test_a_control_character_in_a_path_is_refused_at_submission_naming_the_path(
+    env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    proc = ajobs(env, "submit", "index", "--store", "vs_1", "docs/a\x1b[2J.md")
+
+    assert proc.returncode == 2, proc.stderr
+    shown = " ".join(proc.stderr.split())  # the CLI wraps long lines
+    assert "index.paths.0: paths: character '\\x1b' at index 6; control characters are refused" in shown
+    assert redis_client.keys("*") == []
+
+
+def test_a_nul_in_a_path_is_refused_by_the_producer_client_and_no_job_is_written(
+    jobs: Jobs, redis_client: redis.Redis
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        jobs.submit({"kind": "index", "vector_store_id": "vs_1", "paths": ["docs/a\x00.md"]})
+
+    assert [error["loc"] for error in caught.value.errors()] == [("index", "paths", 0)]
+    assert "NUL is refused" in str(caught.value)
     assert redis_client.keys("*") == []
 
 

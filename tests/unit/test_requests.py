@@ -9,6 +9,7 @@ import pytest
 from helpers import OPENAPI
 from pydantic import BaseModel, ValidationError
 
+from schemas.context import STORED
 from schemas.limits import (
     FILE_SEARCH_EXTENSIONS,
     FILE_SIZE_MAX,
@@ -684,3 +685,18 @@ def test_given_the_openai_spec_when_compared_then_the_responses_parameters_match
     collect(schemas["CreateResponse"])
 
     assert names == RESPONSES_CREATE_PARAMS
+
+
+def test_given_a_request_read_back_from_the_store_when_parsed_then_its_rules_are_not_run_again() -> None:
+    # Given a run request as a record stores it (it passed every rule at submit)
+    message = {"role": "user", "content": "x"}
+    request = {"kind": "run", "backend": "responses", "model": "gpt-4o", "messages": [message]}
+    stored = parse_request(request).model_dump(mode="json", exclude_none=True)
+    # When a worker reads it back, the rules are skipped (one that would refuse it now changes nothing)...
+    stored["messages"][0]["content"] = "a NUL \x00 here"
+    assert RunRequest.model_validate(stored, context=STORED).messages[0].content == "a NUL \x00 here"
+    # ...but the types are still checked, and the same data from a producer is refused
+    with pytest.raises(ValidationError):
+        RunRequest.model_validate({**stored, "deadline_s": "soon"}, context=STORED)
+    with pytest.raises(ValidationError, match="NUL"):
+        RunRequest.model_validate(stored)

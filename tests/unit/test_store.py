@@ -226,3 +226,31 @@ def test_a_step_lease_is_freed_only_by_its_holder(redis_client: redis.Redis) -> 
     second.__exit__(None, None, None)
     with store.leases.hold("job_1", ttl_s=30) as fourth:
         assert fourth
+
+
+def test_a_thread_goes_to_the_next_live_job_in_line_with_its_start_staged(redis_client: redis.Redis) -> None:
+    # Given three jobs queued on one thread at submit, the second of which is cancelled
+    store = make_store(redis_client)
+    first, second, third = (submit(store, record(), thread="thread_1")[0] for _ in range(3))
+    store.jobs.set_status(second, JobStatus.CANCELLED)
+    # When the first takes the thread, the third asks for it, and the first lets go
+    assert store.threads.acquire("thread_1", first, "enqueue").turn == "acquired"
+    waiting = store.threads.acquire("thread_1", third, "enqueue")
+    assert (waiting.turn, waiting.other) == ("waiting", first)
+    handover = store.threads.release("thread_1", first, TaskDue("aj.run.start"), "task-9", 10.0)
+    # Then the thread passes over the cancelled job to the third, whose start waits in the outbox
+    assert handover is not None and handover.job_id == third
+    assert store.threads.waiting("thread_1") == [third]
+    assert store.schedule.entry(third) == TaskDue("aj.run.start", [[third]])
+    assert store.threads.busy(["thread_1", "thread_2"]) == {"thread_1"}
+
+
+def test_reject_fails_fast_on_a_held_thread_and_a_dead_holder_is_passed_over(
+    redis_client: redis.Redis,
+) -> None:
+    store = make_store(redis_client)
+    holder, other = submit(store, record())[0], submit(store, record())[0]
+    assert store.threads.acquire("thread_1", holder, "enqueue").turn == "acquired"
+    assert store.threads.acquire("thread_1", other, "reject").turn == "busy"
+    store.jobs.set_status(holder, JobStatus.FAILED)  # it ended without releasing (its worker died)
+    assert store.threads.acquire("thread_1", other, "reject").turn == "acquired"

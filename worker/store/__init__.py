@@ -4,7 +4,8 @@ Each module owns one family of keys (named in `worker.store.keys`): job records,
 idempotency and dead letters (`jobs`); the poll schedule and outbox (`schedule`); thread holders and queues
 (`threads`); step leases (`leases`); indexing uploads (`uploads`); the clean-up inventory (`inventory`);
 clean-up work lists and pace (`cleanup`); the shared Retry-After (`gates`); API request counts
-(`counters`). Producers, tasks and the poll loop ask these owners; `Store` bundles them on one client.
+(`counters`); webhook wake-ups (`wakeups`). Producers, tasks and the poll loop ask these owners; `Store`
+bundles them on one client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from worker.store.leases import Leases
 from worker.store.schedule import Schedule
 from worker.store.threads import ThreadLocks
 from worker.store.uploads import Uploads
+from worker.store.wakeups import Wakeups
 
 __all__ = ["JobNotFound", "NewJob", "Store", "new_job_id"]
 
@@ -41,6 +43,7 @@ class Store:
     cleanup: CleanupQueue
     gates: Gates
     counters: ApiCounters
+    wakeups: Wakeups
 
     def pace(self, per_s: float) -> Pace:
         """The delete rate every clean-up on every host shares, at ``per_s`` deletes a second."""
@@ -75,4 +78,5 @@ class Store:
             cleanup=CleanupQueue(client),
             gates=Gates(client),
             counters=ApiCounters(client),
+            wakeups=Wakeups(client),
         )

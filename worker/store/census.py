@@ -32,6 +32,8 @@ class Census:
     """API request counts by ``{endpoint}|{outcome}``."""
     dead: int
     """Jobs in the dead-letter set."""
+    quarantined: int
+    """Malformed broker messages set aside."""
     inventory: dict[str, int]
     """Recorded threads, conversations, vector stores and files."""
 
@@ -48,13 +50,17 @@ def take(client: redis.Redis) -> Census:
     pipe.hvals(keys.POLL_ENTRIES)
     pipe.hgetall(keys.METRICS_API)
     pipe.zcard(keys.DEAD_LETTERS)
+    pipe.llen(keys.QUARANTINE)
     pipe.zcard(keys.INVENTORY_THREADS)
     pipe.zcard(keys.INVENTORY_CONVERSATIONS)
     pipe.scard(keys.INVENTORY_STORES)
     pipe.scard(keys.INVENTORY_FILES)
     replies: list[Any] = pipe.execute()
     n = len(JobStatus)
-    by_status, (scheduled, due, oldest, entries, api, dead, *inventory) = replies[:n], replies[n:]
+    by_status, (scheduled, due, oldest, entries, api, dead, quarantined, *inventory) = (
+        replies[:n],
+        replies[n:],
+    )
     first = oldest[0][1] if oldest else None
     lag = max((now - first) / 1000, 0.0) if first is not None and first < PARKED_MS else 0.0
     return Census(
@@ -65,6 +71,7 @@ def take(client: redis.Redis) -> Census:
         runs_in_flight=sum(1 for raw in entries if orjson.loads(raw).get("op") == "run"),
         api={text(k): int(v) for k, v in api.items()},
         dead=int(dead),
+        quarantined=int(quarantined),
         inventory=dict(
             zip(
                 ("threads", "conversations", "vector_stores", "files"),

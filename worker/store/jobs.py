@@ -262,6 +262,26 @@ class JobStore:
         except (IllegalTransition, JobNotFound):
             return None
 
+    def announce(self, job_id: str, event: str, data: dict[str, Any] | None = None) -> None:
+        """Append ``event`` about a job to the stream without changing its record (a warning a reader
+        should see, such as ``job.webhook_missed``)."""
+        record = self.get(job_id)
+        if record is None:
+            return
+        self.redis.xadd(
+            keys.EVENTS,
+            {
+                "type": event,
+                "job_id": job_id,
+                "kind": record.kind.value,
+                "status": record.status.value,
+                "at": time.time(),
+                "data": orjson.dumps(data or {}),
+            },
+            maxlen=self.events_maxlen,
+            approximate=True,
+        )
+
     # --- corrupt records --------------------------------------------------------------------
     def _parse(self, job_id: str, raw: bytes | str, kind: bytes | str | None) -> JobRecord:
         try:

@@ -46,6 +46,16 @@ THREAD_QUEUE = PREFIX + "thread:{thread}:queue"
 """List of job ids waiting for the thread, oldest first. Bound: TTL past the longest deadline, renewed on
 every push; Redis drops an empty list."""
 
+# --- Webhook wake-ups (worker.store.wakeups) ---------------------------------------------------------
+RESPONSE_JOB = PREFIX + "response:{id}"
+"""String: background response id -> the job it belongs to, so a webhook can wake the job. Bound: TTL past
+the job's deadline."""
+EARLY_EVENT = PREFIX + "early:{id}"
+"""String: a webhook about a response no job had recorded yet (it overtook the create's answer). Bound: TTL
+of minutes."""
+WEBHOOK_DELIVERY = PREFIX + "hook:{id}"
+"""String per webhook delivery id already acted on, so a duplicate has no effect. Bound: TTL of minutes."""
+
 # --- Step leases (worker.store.leases) --------------------------------------------------------------
 LEASE = PREFIX + "lease:{job_id}"
 """String holding the token of the one task doing a job's creating step (a run's create, an indexing
@@ -86,6 +96,15 @@ GATE = PREFIX + "gate:{route}"
 # --- Metrics (worker.store.counters) -------------------------------------------------------------------
 METRICS_API = PREFIX + "metrics:api"
 """Hash ``{endpoint}|{outcome}`` -> API requests workers made. Bound: endpoints x outcomes fields."""
+METRICS_WEBHOOKS = PREFIX + "metrics:webhooks"
+"""Hash: webhook deliveries by outcome (``woken``, ``duplicate``, ``unknown``, ``rejected``...) and run ends
+by how they were learnt (``end_by_webhook``, ``end_by_poll``). Bound: a handful of fields."""
+
+# --- Broker quarantine (worker.store.quarantine) -------------------------------------------------------
+QUARANTINE = PREFIX + "quarantine"
+"""List of malformed broker messages workers set aside instead of dying on them, newest first: the bytes as
+popped (or, for a message only Celery could not read, its envelope as JSON). Read it to see what a
+producer sent wrong. Bound: capped at `worker.store.quarantine.QUARANTINE_MAX`."""
 
 # --- Watchdog (worker.watchdog) -----------------------------------------------------------------------
 WATCHDOG_LOCK = PREFIX + "watchdog"

@@ -7,15 +7,10 @@
 -- ARGV[2] strategy: enqueue | reject | interrupt
 -- ARGV[3] TTL of the holder and queue keys (seconds): past the longest deadline
 -- Returns {'acquired', job id} | {'waiting', the holder or the job ahead} | {'busy', the holder}.
-local function live(id)
-  for i = 3, #KEYS do
-    if redis.call('ZSCORE', KEYS[i], id) then return true end
-  end
-  return false
-end
+--#include _live
 local me = ARGV[1]
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= me and not live(holder) then
+if holder and holder ~= me and not live(holder, 3) then
   redis.call('DEL', KEYS[1]); holder = false
 end
 if holder == me then return {'acquired', me} end
@@ -32,7 +27,7 @@ if holder then return {'waiting', holder} end
 while true do
   local head = redis.call('LINDEX', KEYS[2], 0)
   if not head or head == me then break end
-  if live(head) then return {'waiting', head} end
+  if live(head, 3) then return {'waiting', head} end
   redis.call('LPOP', KEYS[2])
 end
 redis.call('LREM', KEYS[2], 0, me)

@@ -13,19 +13,14 @@
 -- ARGV[4] task id of the start message the caller sends
 -- ARGV[5] TTL of the holder key (seconds)
 -- Returns the job id holding the thread next, or false.
-local function live(id)
-  for i = 6, #KEYS do
-    if redis.call('ZSCORE', KEYS[i], id) then return true end
-  end
-  return false
-end
+--#include _live
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] and live(holder) then return false end
+if holder and holder ~= ARGV[1] and live(holder, 6) then return false end
 while true do
   local nxt = redis.call('LPOP', KEYS[2])
   if not nxt then redis.call('DEL', KEYS[1]); return false end
-  if live(nxt) then
+  if live(nxt, 6) then
     redis.call('SET', KEYS[1], nxt, 'EX', ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[3], nxt)
     redis.call('HSET', KEYS[4], nxt, cjson.encode({op = 'task', task = ARGV[2], args = {{nxt}}}))

@@ -1,0 +1,285 @@
+"""The Redis broker: a malformed message on a queue list is set aside, never fatal to a worker.
+
+kombu's Redis transport pops each message with BRPOP and parses it on the spot, in the worker's event loop
+(``Channel._brpop_read``): ``loads`` the JSON, then ``Message(...)`` reads ``properties`` and decodes the
+base64 body, then ``QoS.append`` records its ``delivery_info`` in the unacked index. Celery's consumer then
+reads the task protocol (``headers["id"]``, a body of ``[args, kwargs, embed]``). An exception at any of these
+steps escapes the event loop: ``LPUSH runs 'not json {'`` ends a worker with "Unrecoverable error", a task
+message without an id is restored and redelivered in a tight loop for ever, and each worker that pops such a
+message goes the same way. Here each is moved aside instead: pushed onto a capped list
+(`worker.store.quarantine`), logged once, counted by the exporter, and the worker
+consumes on.
+
+One guard per layer:
+
+- `Channel` screens each BRPOP (and RPOP) reply as redis-py hands it over, before kombu parses it: the one
+  place that sees the raw bytes and the queue they came from. A malformed message is quarantined and the
+  reply becomes "nothing arrived", which kombu already handles.
+- `Consumer` wraps Celery's task handler: a message whose envelope is sound but whose task protocol Celery
+  cannot read is quarantined and acknowledged.
+
+Only ``redis://`` and ``rediss://`` brokers use them (`broker_config`); a RabbitMQ broker keeps kombu's and
+Celery's own classes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu import Connection
+from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual import Channel as VirtualChannel
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+from worker.settings import Settings
+from worker.store import keys, quarantine
+
+log = logging.getLogger(__name__)
+
+PREVIEW_BYTES = 100
+"""How much of a quarantined message its log line shows (the whole message is in the list)."""
+QUARANTINE_URL_OPTION = "quarantine_url"
+"""Broker transport option: the Redis URL holding the quarantine list (the job store's, beside every other
+``aj:`` key); without it the list goes on the broker's own Redis."""
+TRANSPORTS = {"redis": "worker.broker:Transport", "rediss": "worker.broker:TlsTransport"}
+"""The transport for each broker URL scheme this module takes over."""
+CONSUMER = "worker.broker:Consumer"
+
+
+def envelope_problem(raw: bytes) -> str | None:
+    """What in ``raw`` would make kombu's Redis transport raise before Celery sees it, or None when nothing.
+
+    It reads what the transport reads from an envelope: a JSON object (kombu's own ``loads``), its
+    ``properties`` with a ``delivery_tag`` and a ``delivery_info`` naming the exchange and routing key (the
+    unacked index records both), ``headers`` as an object, and a string ``body`` its ``body_encoding``
+    decodes (kombu's codec, so what kombu accepts passes).
+    """
+    try:
+        envelope = loads(bytes_to_str(raw))
+    except Exception:  # kombu's loads: bad JSON, bytes that are not UTF-8, a bad ``__type__`` value
+        return "not JSON"
+    if not isinstance(envelope, dict):
+        return "not a JSON object"
+    properties = envelope.get("properties")
+    if not isinstance(properties, dict):
+        return "no properties object"
+    tag = properties.get("delivery_tag")
+    if isinstance(tag, bool) or not isinstance(tag, str | int | float):
+        return "no delivery_tag"
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict) or "exchange" not in info or "routing_key" not in info:
+        return "no delivery_info with exchange and routing_key"
+    if envelope.get("headers") is not None and not isinstance(envelope["headers"], dict):
+        return "headers not an object"
+    return _body_problem(envelope.get("body"), properties.get("body_encoding"))
+
+
+def _body_problem(body: Any, encoding: Any) -> str | None:
+    if body is None:
+        return None
+    if not isinstance(body, str):
+        return "body not a string"
+    if not body or not encoding:  # kombu decodes only a non-empty body with an encoding
+        return None
+    if not isinstance(encoding, str):
+        return "body_encoding not a string"
+    if encoding.lower() == "utf-8":
+        return None
+    codec = VirtualChannel.codecs.get(encoding)
+    if codec is None:
+        return f"unknown body_encoding {encoding[:40]!r}"
+    try:
+        codec.decode(body)
+    except Exception:
+        return f"body not valid {encoding}"
+    return None
+
+
+def preview(raw: bytes) -> str:
+    """The start of ``raw`` for a log line, and its size when it is longer."""
+    if len(raw) <= PREVIEW_BYTES:
+        return repr(raw)
+    return f"{raw[:PREVIEW_BYTES]!r}... ({len(raw)} bytes)"
+
+
+class Quarantine:
+    """Sets malformed broker messages aside in the store's quarantine list, logging one line each."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.list = quarantine.Quarantine(client)
+
+    def put(self, raw: bytes, queue: str, problem: str) -> None:
+        """Keep ``raw`` (newest first, capped) and log one line naming the queue."""
+        try:
+            self.list.keep(raw)
+        except redis.RedisError as exc:
+            # It is off its queue already and pushing it back would only pop it again: this line is all that
+            # is left of it.
+            log.error(
+                "dropped a malformed message from queue %r (%s), %s unreachable (%s): %s",
+                queue, problem, keys.QUARANTINE, exc, preview(raw),
+            )  # fmt: skip
+            return
+        log.warning(
+            "set aside a malformed message from queue %r (%s) in %s: %s",
+            queue, problem, keys.QUARANTINE, preview(raw),
+        )  # fmt: skip
+
+
+@functools.cache
+def quarantine_at(url: str) -> Quarantine:
+    """This process's quarantine on the Redis at ``url``."""
+    return Quarantine(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5))
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, surviving a broker connection that is already gone when Celery closes the channel.
+
+    When Redis goes away, Celery's consumer closes its connection and the channel tries to give its
+    unacknowledged messages back; with the connection already torn down, kombu fails there with
+    ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which Celery does not count as a
+    connection error, so the whole worker stopped ("Unrecoverable error") instead of reconnecting. Those
+    messages stay in kombu's unacked set and come back after the visibility timeout, like a killed worker's.
+    """
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            return super().restore_unacked(client)
+        except AttributeError:
+            if getattr(self.channel.connection, "client", None) is not None:
+                raise
+            log.warning(
+                "the broker connection was gone before unacknowledged messages could be given back; "
+                "they come back after the visibility timeout"
+            )
+            return None
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, screening each popped message before kombu parses it."""
+
+    QoS = QoS
+
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, QUARANTINE_URL_OPTION)
+    quarantine_url: str | None = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        client = super()._create_client(asynchronous)  # type: ignore[misc]
+        # kombu parses these replies right after redis-py's callback for them; None reads as "nothing
+        # arrived" (a BRPOP timeout, an empty RPOP), which it handles already.
+        client.set_response_callback("BRPOP", self._screen_brpop)
+        client.set_response_callback("RPOP", self._screen_rpop)
+        return client
+
+    def _screen_brpop(self, response: Any, **_: Any) -> Any:
+        if not response:
+            return None
+        key, raw = response
+        queue = bytes_to_str(key).rsplit(self.sep, 1)[0]  # a priority queue's key is "name<sep><priority>"
+        return None if self._set_aside(raw, queue) else tuple(response)
+
+    def _screen_rpop(self, response: Any, **_: Any) -> Any:
+        if isinstance(response, bytes) and self._set_aside(response, "(basic_get)"):
+            return None
+        return response
+
+    def _set_aside(self, raw: bytes, queue: str) -> bool:
+        problem = envelope_problem(raw)
+        if problem is None:
+            return False
+        self.quarantine().put(raw, queue, problem)
+        return True
+
+    def quarantine(self) -> Quarantine:
+        """Where this channel sets malformed messages aside."""
+        if self.quarantine_url:
+            return quarantine_at(self.quarantine_url)
+        return Quarantine(self._create_client())
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with the screening `Channel`."""
+
+    Channel = Channel
+
+
+class TlsTransport(Transport):
+    """The same for ``rediss://`` brokers, named apart so that the connection still shows as rediss://."""
+
+
+# kombu shows a connection under its transport's name (as a URL's scheme in the worker's banner, in Flower);
+# this table is how it shows pyamqp's as amqp://. Flower picks its broker client by that scheme.
+Connection.resolve_aliases.update({path: scheme for scheme, path in TRANSPORTS.items()})
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, setting aside a task message it cannot read instead of dying on it.
+
+    Celery handles a body it cannot decode, an unknown task name and a bad ETA itself (logs, drops); what it
+    does not catch (a message without a task id, a body that is not ``[args, kwargs, embed]``) escapes its
+    handler, and either ends the worker or, for a ``KeyError`` kombu's Redis transport takes for a lost
+    connection, reconnects and redelivers the message for ever.
+    """
+
+    # Set by Celery's consumer from the broker connection (absent from its type stubs).
+    connection_errors: tuple[type[BaseException], ...]
+    channel_errors: tuple[type[BaseException], ...]
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+        """Celery's task handler, guarded: a message it raises on is quarantined and acknowledged."""
+        handle = super().create_task_handler(*args, **kwargs)
+        # Trouble with the broker itself still propagates, so Celery reconnects. kombu's Redis transport lists
+        # KeyError among connection errors (a stale socket after a restart); from a handler it is a missing
+        # field.
+        broker_errors = tuple(e for e in (*self.connection_errors, *self.channel_errors) if e is not KeyError)
+
+        def on_task_received(message: Any) -> Any:
+            try:
+                return handle(message)
+            except broker_errors:
+                raise
+            except Exception as exc:
+                self._set_aside(message, exc)
+                return None
+
+        return on_task_received
+
+    def _set_aside(self, message: Any, exc: Exception) -> None:
+        raw = getattr(message, "_raw", None)  # the envelope kombu's virtual transports parsed
+        data = dumps(raw).encode() if raw is not None else bytes(message.body or b"")
+        queue = str((message.delivery_info or {}).get("routing_key", "?"))
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+        channel = message.channel
+        where = channel.quarantine() if isinstance(channel, Channel) else None
+        if where is not None:
+            where.put(data, queue, problem)
+        else:
+            log.error("dropped a task message Celery cannot read from queue %r (%s)", queue, problem)
+        if not message.acknowledged:
+            message.ack_log_error(log, self.connection_errors)
+
+
+def broker_config(s: Settings, transport_options: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``app.conf`` needs so that workers set malformed messages aside: for a ``redis://`` or
+    ``rediss://`` broker, this module's transport and consumer and the quarantine's Redis (merged into
+    ``transport_options``); nothing for any other broker."""
+    scheme = urlsplit(s.broker).scheme
+    if scheme not in TRANSPORTS:
+        return {}
+    config: dict[str, Any] = {
+        "broker_transport": TRANSPORTS[scheme],
+        "worker_consumer": CONSUMER,
+        "broker_transport_options": {**transport_options, QUARANTINE_URL_OPTION: s.redis_url},
+    }
+    if scheme == "rediss":
+        # kombu turns TLS on by itself only when the URL's scheme names the transport; with ours named
+        # instead, hand it what it would have chosen (the URL's ssl_* parameters, or its own default).
+        config["broker_use_ssl"] = Connection(s.broker).ssl
+    return config
