@@ -54,19 +54,34 @@ def test_a_soft_time_limit_or_a_redis_blip_retries_the_whole_message_and_fails_n
     assert steps.ran == ["job_1", "job_2"] and steps.failed == {}
 
 
+def test_a_soft_time_limit_that_library_code_wrapped_fails_no_job() -> None:
+    # Given a step cut off by the soft time limit inside an import, which wraps it (the limit is the cause)
+    try:
+        try:
+            raise SoftTimeLimitExceeded()
+        except SoftTimeLimitExceeded as limit:
+            raise RuntimeError("import of openai.resources failed") from limit
+    except RuntimeError as wrapped:
+        steps = Steps(wrapped)
+    # When the message runs, then it stops there and no job is failed: the message is tried again
+    with pytest.raises(RuntimeError):
+        each_job(None, JOBS, steps.step, steps.fail)  # type: ignore[arg-type]
+    assert steps.ran == ["job_1", "job_2"] and steps.failed == {}
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="product bug: a soft time limit that fires inside library code comes out wrapped (seen in "
-    "test_run_workers.py::test_a_slow_api_never_strands_jobs_of_a_start_message: pydantic's lazy schema "
-    "build raised SchemaError naming SoftTimeLimitExceeded), so each_job takes it for the job's own error "
-    "and ends the job failed (internal_error) instead of retrying the message",
+    reason="product bug: pydantic-core reports a soft time limit that strikes while it builds a validator "
+    "as a SchemaError that only names it in its text (no __cause__ or __context__; seen in "
+    "test_run_workers.py::test_a_slow_api_never_strands_jobs_of_a_start_message), so retried_cause misses "
+    "it and each_job ends the job failed (internal_error) instead of leaving the message to be retried",
 )
-def test_a_soft_time_limit_that_library_code_wrapped_still_retries_the_message() -> None:
+def test_a_soft_time_limit_named_only_in_a_schema_error_fails_no_job() -> None:
     wrapped = SchemaError(
         'Error building "definitions" validator:\n  SchemaError: Error building "literal" validator:\n'
         "  SoftTimeLimitExceeded: SoftTimeLimitExceeded()"
     )
     steps = Steps(wrapped)
-    with pytest.raises(RETRIED):
+    with pytest.raises(SchemaError):
         each_job(None, JOBS, steps.step, steps.fail)  # type: ignore[arg-type]
     assert steps.failed == {}
