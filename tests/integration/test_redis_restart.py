@@ -11,7 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from helpers import ROOT, WorkerProcess
+from helpers import ROOT, WorkerProcess, wait_for
 
 from devkit.redis_server import RedisServer, redis_server
 from emulator.server import EmulatorHandle
@@ -32,13 +32,6 @@ BEAT_ENV = {
 }
 WAIT_S = 90.0
 """Longest a step may take on a loaded machine; each step ends at its event, usually within seconds."""
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -110,18 +103,18 @@ def test_beats_survive_a_redis_restart_and_the_sweeps_fire_again(
 ) -> None:
     # Given a worker and two beats on a Redis with AOF, a jobs sweep every second, and a sweep fired
     worker(extra_env={**BEAT_ENV, "AJ_REDIS_URL": aof_redis.url})
-    wait_for(lambda: sweeps_since(store, 0) > 0, "the first sweep")
+    wait_for(lambda: sweeps_since(store, 0) > 0, WAIT_S, "the first sweep")
     [(holder, holder_log)] = [(p, log) for p, log in beats if "Acquired lock" in text(log)]
     pids = [p.pid for p, _ in beats]
 
     # When Redis is SIGKILLed, and started again on its port and data once the lock holder noticed
     aof_redis.kill()
-    wait_for(lambda: "Redis unreachable" in text(holder_log), "the lock holder to notice")
+    wait_for(lambda: "Redis unreachable" in text(holder_log), WAIT_S, "the lock holder to notice")
     aof_redis.start()
     restarted = time.time()
 
     # Then a sweep fires after the restart
-    wait_for(lambda: sweeps_since(store, restarted) > 0, "a sweep after the restart")
+    wait_for(lambda: sweeps_since(store, restarted) > 0, WAIT_S, "a sweep after the restart")
     # ...from the same beat processes, both still running (the standby too)
     assert [p.pid for p, _ in beats] == pids
     assert [p.poll() for p, _ in beats] == [None, None], [text(log)[-2000:] for _, log in beats]
@@ -152,7 +145,7 @@ def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
         [{"kind": "run", "backend": "assistants", "assistant_id": assistant.id, "messages": question}] * 200
     )
     ended = lambda: sum(1 for r in store.jobs.get_many([r.id for r in refs]) if r and r.status.ended)  # noqa: E731
-    wait_for(lambda: ended() >= 30, "the first jobs to end")
+    wait_for(lambda: ended() >= 30, WAIT_S, "the first jobs to end")
     pids = [w.proc.pid for w in workers] + [p.pid for p, _ in beats]
 
     # When Redis is SIGKILLed mid-flight and started again on its port and data
@@ -162,11 +155,11 @@ def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
     restarted = time.time()
 
     # Then every job ends, completed, each with exactly one remote run
-    wait_for(lambda: ended() == 200, "every job to end", timeout=240)
+    wait_for(lambda: ended() == 200, 240, "every job to end")
     records = store.jobs.get_many([r.id for r in refs])
     assert {r.status for r in records if r} == {JobStatus.COMPLETED}
     assert sorted(emulator.counters()["runs_per_job"].values()) == [1] * 200
     # ...a sweep fires after the restart, and nobody restarted a process by hand
-    wait_for(lambda: sweeps_since(store, restarted) > 0, "a sweep after the restart")
+    wait_for(lambda: sweeps_since(store, restarted) > 0, WAIT_S, "a sweep after the restart")
     assert [w.proc.pid for w in workers] + [p.pid for p, _ in beats] == pids
     assert all(w.proc.poll() is None for w in workers) and all(p.poll() is None for p, _ in beats)
