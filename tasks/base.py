@@ -100,12 +100,15 @@ def each_job(svc: Services, job_ids: Iterable[str], step: Callable[[str], None],
 
 
 def retried_cause(exc: BaseException) -> bool:
-    """Whether a `RETRIED` error is behind ``exc`` (a soft time limit that struck inside an import, say,
-    reaches us wrapped in a RuntimeError): then the whole message is retried, not the job failed."""
+    """Whether a `RETRIED` error is behind ``exc``: then the whole message is retried, not the job failed.
+
+    A soft time limit strikes wherever the task happens to be, and library code may wrap it: an import
+    reports it as a RuntimeError caused by it, and pydantic-core, building a validator, as a SchemaError
+    that only names it in its text. Both are looked for."""
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, RETRIED):
+        if isinstance(cause, RETRIED) or SoftTimeLimitExceeded.__name__ in str(cause):
             return True
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__

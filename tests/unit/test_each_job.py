@@ -69,13 +69,6 @@ def test_a_soft_time_limit_that_library_code_wrapped_fails_no_job() -> None:
     assert steps.ran == ["job_1", "job_2"] and steps.failed == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: pydantic-core reports a soft time limit that strikes while it builds a validator "
-    "as a SchemaError that only names it in its text (no __cause__ or __context__; seen in "
-    "test_run_workers.py::test_a_slow_api_never_strands_jobs_of_a_start_message), so retried_cause misses "
-    "it and each_job ends the job failed (internal_error) instead of leaving the message to be retried",
-)
 def test_a_soft_time_limit_named_only_in_a_schema_error_fails_no_job() -> None:
     wrapped = SchemaError(
         'Error building "definitions" validator:\n  SchemaError: Error building "literal" validator:\n'
