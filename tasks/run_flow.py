@@ -47,7 +47,7 @@ def request_of(record: JobRecord) -> RunRequest:
 
 def backend_of(request: RunRequest) -> Backend:
     """The backend the request names (filled in at submit)."""
-    return BACKENDS[str(request.backend or "assistants")]
+    return BACKENDS[str(request.backend or "responses")]
 
 
 def task_name(template: str) -> str:

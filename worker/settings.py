@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     poll_lease: PositiveFloat = c.POLL_LEASE_S
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
-    run_backend: RunBackend = RunBackend.ASSISTANTS
+    run_backend: RunBackend = RunBackend.RESPONSES
+    """The run backend of a request that names none: ``responses`` (background responses, the live API);
+    ``assistants`` is for servers that still speak the Assistants API, and code written for it."""
     max_retries: int = Field(10, ge=0, le=100)
     """Retryable API errors in a row tolerated per step before the job fails and is dead-lettered. A 429
     that says how long to wait (Retry-After, or a rate-limit reset) does not count: it is waited out, and

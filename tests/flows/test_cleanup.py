@@ -54,6 +54,7 @@ def test_thread_sweep_deletes_exactly_the_idle_threads_without_a_job_and_a_dry_r
         [
             {
                 "kind": "run",
+                "backend": "assistants",
                 "assistant_id": assistant.id,
                 "messages": [{"role": "user", "content": f"hi {i}"}],
             }
@@ -72,6 +73,7 @@ def test_thread_sweep_deletes_exactly_the_idle_threads_without_a_job_and_a_dry_r
     queued = Jobs(harness.settings, harness.store, celery=_NoBroker()).submit(  # type: ignore[arg-type]
         {
             "kind": "run",
+            "backend": "assistants",
             "assistant_id": assistant.id,
             "thread_id": idle[0],
             "messages": [{"role": "user", "content": "later"}],

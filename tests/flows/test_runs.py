@@ -333,7 +333,12 @@ def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(
 
 def test_a_missing_assistant_fails_at_once_naming_it(harness: Harness, emulator: EmulatorHandle) -> None:
     # Given a request naming an assistant that does not exist
-    request = {"kind": "run", "assistant_id": "asst_missing", "messages": [{"role": "user", "content": "hi"}]}
+    request = {
+        "kind": "run",
+        "backend": "assistants",
+        "assistant_id": "asst_missing",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     # When it runs
     record = harness.submit_and_run(request)
     # Then it fails at once, naming the assistant, with a single attempt at the run
@@ -394,7 +399,9 @@ def test_both_backends_give_the_same_record_but_for_backend_and_remote_ids(
     # Given the same question on each backend
     assistant = beta(api).assistants.create(model="gpt-4o")
     question = [{"role": "user", "content": "Which river runs through Paris?"}]
-    on_assistants = harness.jobs.submit({"kind": "run", "assistant_id": assistant.id, "messages": question})
+    on_assistants = harness.jobs.submit(
+        {"kind": "run", "backend": "assistants", "assistant_id": assistant.id, "messages": question}
+    )
     on_responses = harness.jobs.submit(
         {"kind": "run", "backend": "responses", "model": "gpt-4o", "messages": question}
     )

@@ -114,7 +114,15 @@ def test_flower_shows_the_workers_and_our_task_names_in_a_browser_and_never_the_
     with openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as api:
         assistant = beta(api).assistants.create(model="gpt-4o")
     refs = jobs.submit_many(
-        [{"kind": "run", "assistant_id": assistant.id, "messages": [{"role": "user", "content": "hi"}]}] * 3
+        [
+            {
+                "kind": "run",
+                "backend": "assistants",
+                "assistant_id": assistant.id,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+        ]
+        * 3
         + [{"kind": "cleanup", "dry_run": True}]
     )
     assert all(jobs.wait(ref.id, timeout=30).status == JobStatus.COMPLETED for ref in refs)
