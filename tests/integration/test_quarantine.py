@@ -13,7 +13,7 @@ from helpers import WorkerProcess
 from schemas.job import JobStatus
 from worker.client import Jobs
 from worker.metrics import registry
-from worker.store import quarantine
+from worker.store import Store, quarantine
 
 RUN: dict[str, Any] = {
     "kind": "run",
@@ -56,7 +56,8 @@ def survived(handle: WorkerProcess) -> None:
 
 
 def quarantined_metric(client: redis.Redis) -> float | None:
-    return registry(client, follow_events=False).get_sample_value("aj_quarantined_messages")
+    store = Store.on(client, result_ttl=60, idempotency_ttl=60, events_maxlen=1000)
+    return registry(store, follow_events=False).get_sample_value("aj_quarantined_messages")
 
 
 def test_malformed_envelopes_are_set_aside_and_the_worker_runs_the_next_job(

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from helpers import WorkerProcess
+
+from devkit.redis_server import redis_server
+
+
+@pytest.fixture
+def forgetful() -> Iterator[dict[str, str]]:
+    """A Redis with no AOF and no save points: a restart would lose everything. The worker's environment."""
+    with redis_server(durable=False) as server:
+        yield {"AJ_REDIS_URL": server.url}
 
 
 def test_a_worker_warns_about_a_redis_that_persists_nothing_and_starts(
-    worker: Callable[..., WorkerProcess],
+    worker: Callable[..., WorkerProcess], forgetful: dict[str, str]
 ) -> None:
     # Given a Redis started without AOF or save points, and no durability required
     # When a worker starts on it
-    handle = worker()
+    handle = worker(extra_env=forgetful)
 
     # Then it is ready, and its log says what is wrong and what to set, before it consumed anything
     log = handle.log.read_text(errors="replace")
@@ -24,11 +34,11 @@ def test_a_worker_warns_about_a_redis_that_persists_nothing_and_starts(
 
 
 def test_a_worker_refuses_to_start_on_it_when_durability_is_required(
-    worker: Callable[..., WorkerProcess],
+    worker: Callable[..., WorkerProcess], forgetful: dict[str, str]
 ) -> None:
-    # Given the same Redis, and AJ_REQUIRE_DURABLE_REDIS=true
+    # Given the same kind of Redis, and AJ_REQUIRE_DURABLE_REDIS=true
     # When a worker starts on it
-    handle = worker(extra_env={"AJ_REQUIRE_DURABLE_REDIS": "true"}, ready=False)
+    handle = worker(extra_env={**forgetful, "AJ_REQUIRE_DURABLE_REDIS": "true"}, ready=False)
 
     # Then it exits with an error before it is ready, saying why in its log and on stderr
     assert handle.proc.wait(60) != 0
