@@ -16,6 +16,7 @@ import argparse
 import ast
 import enum
 import inspect
+import itertools
 import json
 import sys
 import textwrap
@@ -45,7 +46,7 @@ def field_docstrings(cls: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:], strict=False):
+    for node, following in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -134,10 +135,13 @@ def render() -> str:
         bounds = bounds_text(field)
         lines = [f"# {names[0]}: {meaning}"]
         also = f"; also read as {', '.join(names[1:])}" if len(names) > 1 else ""
-        lines.append(f"#   accepts {accepts}{' ' + bounds if bounds else ''}{also}{'. SECRET' if secret else ''}")
+        secret_note = ". SECRET" if secret else ""
+        lines.append(f"#   accepts {accepts}{' ' + bounds if bounds else ''}{also}{secret_note}")
         lines.append(f"#{names[0]}={default_text(field, secret)}")
-        blocks.append("\n".join(textwrap.fill(line, 110, subsequent_indent="#   ") if line.startswith("# ")
-                                else line for line in lines))  # fmt: skip
+        wrapped = [
+            textwrap.fill(ln, 110, subsequent_indent="#   ") if ln.startswith("# ") else ln for ln in lines
+        ]
+        blocks.append("\n".join(wrapped))
     return "\n\n".join(blocks) + "\n"
 
 
