@@ -94,7 +94,7 @@ deploy-check: $(STAMP)
 # It cannot run on a machine without a container engine or registry access (this project's CI): it says so
 # and fails. ENGINE=podman picks Podman when both are installed.
 deploy-smoke: $(STAMP)
-	$(BIN)/python -m devkit.deploy_smoke $${ENGINE:+--engine $$ENGINE}
+	$(BIN)/python scripts/deploy_smoke.py $${ENGINE:+--engine $$ENGINE}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
