@@ -36,8 +36,9 @@ lint: $(STAMP)
 	$(BIN)/mypy schemas worker tasks devkit scripts
 	$(BIN)/lint-imports
 
+# tests/deploy/ runs in deploy-check, alone: its stacks of ten processes would crowd the timing of the rest.
 pytest: $(STAMP)
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --ignore=tests/deploy
 
 emulator: $(STAMP)
 	$(BIN)/python -m emulator --port $${PORT:-8765}
@@ -76,7 +77,8 @@ bench-full: $(STAMP) $(BENCH_STAMP)
 # the compose file against the compose specification's JSON Schema, the Kubernetes manifests against the
 # API's schemas (strict: unknown fields fail), KEDA's resources against their vendored schemas, the systemd
 # units with systemd-analyze (skipped where it is absent), and env.example against the settings object.
-# tests/deploy/ starts every service as the files say, as processes, and runs jobs through them.
+# Then tests/deploy/, on its own (about a minute and a half): the files against the code, and every service
+# started as the files say, as processes, with jobs run through them.
 KEDA_SCHEMA := deploy/kubernetes/keda/schema
 
 deploy-check: $(STAMP)
@@ -88,6 +90,7 @@ deploy-check: $(STAMP)
 		deploy/kubernetes/keda/trigger-authentication.yaml
 	$(BIN)/python scripts/verify_units.py
 	$(BIN)/python scripts/env_example.py --check
+	$(BIN)/pytest -q tests/deploy
 
 # For a machine with Docker (with the compose plugin) or Podman (with podman-compose or docker-compose):
 # builds the image, brings the `try` profile up, runs the demo's jobs through it, tears it all down.
