@@ -67,12 +67,17 @@ class Settings(BaseSettings):
     result_ttl: int = Field(c.RESULT_TTL_S, gt=0)
     """Seconds an ended job's record and index entries are kept."""
     idempotency_ttl: int = Field(c.IDEMPOTENCY_TTL_S, gt=0)
+    """Seconds an idempotency key keeps returning the job it was first given to."""
     events_maxlen: int = Field(c.EVENTS_MAXLEN, ge=1000)
+    """Approximate cap on the event stream's length (older events are trimmed)."""
     queue_runs_active: str = Field("runs.active", min_length=1)
     """Work on runs already started (finish, tool outputs, cancel): always served before new starts."""
     queue_runs: str = Field("runs", min_length=1)
+    """New run jobs' starts."""
     queue_indexing: str = Field("indexing", min_length=1)
+    """Indexing jobs' steps."""
     queue_maintenance: str = Field("maintenance", min_length=1)
+    """Clean-up jobs and beat's sweeps."""
     default_deadline: PositiveFloat = c.DEFAULT_DEADLINE_S
     """Seconds a job may take when its request gives no deadline."""
     poll_first: PositiveFloat = 1.0
@@ -84,6 +89,7 @@ class Settings(BaseSettings):
     poll_jitter: float = Field(0.2, ge=0.0, le=1.0)
     """Fraction of each delay drawn at random, so polls do not march in step."""
     poll_lease: PositiveFloat = c.POLL_LEASE_S
+    """Seconds a poll loop holds a claimed poll; one whose worker died falls due again after this."""
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
     run_backend: RunBackend = RunBackend.RESPONSES
@@ -109,14 +115,20 @@ class Settings(BaseSettings):
     """Refuse to start a worker on a Redis that persists nothing or may evict keys (otherwise a loud
     warning): see the README's durability contract."""
     visibility_timeout: int = Field(c.VISIBILITY_TIMEOUT_S, ge=5)
+    """Seconds before the broker gives an unacknowledged message to another worker (a killed worker's);
+    above the task time limit, so a running task is never delivered twice."""
     task_soft_time_limit: int = Field(20, gt=0)
+    """Seconds a task may run before it is interrupted (and retried where it stopped)."""
     task_time_limit: int = Field(25, gt=0)
+    """Seconds after which a task's process is killed; below the visibility timeout."""
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("AJ_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
+    """The OpenAI API key the workers use (a secret: it never reaches Redis, logs, events or Flower)."""
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("AJ_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    """The API's base URL: OpenAI's when unset, or a compatible server's (the emulator's in tests)."""
     webhook_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("AJ_WEBHOOK_SECRET", "OPENAI_WEBHOOK_SECRET")
     )
@@ -160,13 +172,17 @@ class Settings(BaseSettings):
     flower_dev: bool = False
     """Allow Flower without credentials (a developer's machine only)."""
     flower_address: str = "127.0.0.1"
+    """Address Flower listens on (a non-loopback one needs credentials)."""
     flower_port: Port = 5555
+    """Port Flower listens on."""
     # --- webhooks ---
     webhooks: bool = False
     """OpenAI sends webhooks for background responses to this deployment's receiver (``ajobs webhooks``):
     their polls become a safety net, `webhook_safety_poll` apart."""
     webhook_address: str = "127.0.0.1"
+    """Address the webhook receiver (``ajobs webhooks``) listens on."""
     webhook_port: Port = 8780
+    """Port the webhook receiver listens on."""
     webhook_path: str = Field("/webhooks/openai", pattern=r"^/")
     """The route OpenAI delivers to (the receiver's URL is ``http://ADDRESS:PORT`` plus this path)."""
     webhook_safety_poll: PositiveFloat = 30.0
@@ -179,6 +195,7 @@ class Settings(BaseSettings):
     queued_stuck_after: PositiveFloat = 600.0
     """Seconds a background response may stay ``queued`` before it is cancelled and created again (once)."""
     metrics_address: str = "127.0.0.1"
+    """Address the Prometheus exporter (``ajobs metrics``) listens on."""
     metrics_port: Port = c.METRICS_PORT
     """Port of the Prometheus exporter (``ajobs metrics``)."""
 
