@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from schemas.job import JobError
-from tasks import index_flow
+from tasks import index_finish, index_flow, index_prepare
 from tasks.base import JobTask, each_job, services
 from tasks.steps import Services
 from worker import constants as c
@@ -33,13 +33,13 @@ def start(job_ids: list[str]) -> None:
 @shared_task(name=c.TASK_PREPARE.format(kind=KIND), base=IndexTask)
 def prepare(job_id: str) -> None:
     """Create the store, upload a chunk of files or create the batches; re-sent until all is done."""
-    index_flow.prepare(services(), job_id)
+    index_prepare.prepare(services(), job_id)
 
 
 @shared_task(name=c.TASK_FINISH.format(kind=KIND), base=IndexTask)
 def finish(job_id: str, body: dict[str, Any]) -> None:
     """Act on a poll that saw every batch of a round end: retry failed files or write the result."""
-    index_flow.finish(services(), job_id, body)
+    index_finish.finish(services(), job_id, body)
 
 
 @shared_task(name=c.TASK_CANCEL.format(kind=KIND), base=IndexTask)

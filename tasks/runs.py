@@ -1,4 +1,5 @@
-"""Celery tasks of run jobs: thin, like web views. The logic is in `tasks.run_flow`."""
+"""Celery tasks of run jobs: thin, like web views. The logic is in `tasks.run_start`, `tasks.run_finish`
+and `tasks.run_flow`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from schemas.job import JobError
-from tasks import run_flow
+from tasks import run_finish, run_flow, run_start
 from tasks.base import JobTask, each_job, services
 from tasks.steps import Services
 from worker import constants as c
@@ -35,13 +36,13 @@ def start(job_ids: list[str]) -> None:
         if index and time.monotonic() > until:
             svc.send(c.TASK_START.format(kind=KIND), [job_ids[index:]])
             return
-        each_job(svc, [job_id], lambda j: run_flow.start(svc, j), run_flow.fail)
+        each_job(svc, [job_id], lambda j: run_start.start(svc, j), run_flow.fail)
 
 
 @shared_task(name=c.TASK_FINISH.format(kind=KIND), base=RunTask)
 def finish(job_id: str, body: dict[str, Any]) -> None:
     """Act on a poll that saw the run end or ask for tool outputs (or a deferred retry of that)."""
-    run_flow.advance(services(), job_id, body)
+    run_finish.advance(services(), job_id, body)
 
 
 @shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=RunTask)
@@ -50,13 +51,13 @@ def finish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
     finished is left as it is. Any other error is one job's: it ends failed and the others still finish."""
     svc = services()
     bodies = dict(items)
-    each_job(svc, list(bodies), lambda j: run_flow.advance(svc, j, bodies[j]), run_flow.fail)
+    each_job(svc, list(bodies), lambda j: run_finish.advance(svc, j, bodies[j]), run_flow.fail)
 
 
 @shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=RunTask)
 def tool_outputs(job_id: str, outputs: list[dict[str, str]]) -> None:
     """Send tool outputs a producer gave (already checked against the pending calls)."""
-    run_flow.send_outputs(services(), job_id, outputs)
+    run_finish.send_outputs(services(), job_id, outputs)
 
 
 @shared_task(name=c.TASK_CANCEL.format(kind=KIND), base=RunTask)
@@ -68,7 +69,7 @@ def cancel(job_id: str, reason: str = "requested") -> None:
 @shared_task(name=c.TASK_REQUEUE.format(kind=KIND), base=RunTask)
 def requeue(job_id: str) -> None:
     """Create again a background response that stayed queued too long."""
-    run_flow.requeue(services(), job_id)
+    run_start.requeue(services(), job_id)
 
 
 @shared_task(name=c.TASK_REDRIVE.format(kind=KIND), base=RunTask)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas.job import Progress
-from tasks.index_flow import _store_metadata, plan_batches
 from tasks.index_poll import batch_progress, merge_progress
+from tasks.index_prepare import _store_metadata, plan_batches
 from tasks.index_uploads import bad_paths_error, check_paths
 
 
