@@ -60,8 +60,10 @@ async def get_counters(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    """POST /_emulator/reset: zero the counters; with `?state=1` also forget every object."""
+    """POST /_emulator/reset: zero the counters and refill the rate-limit budgets; with `?state=1` also
+    forget every object."""
     request.app.state.counters.reset()
+    request.app.state.limits.reset()
     if request.query_params.get("state") in ("1", "true"):
         request.app.state.store.wipe()
     return json_response({"ok": True})

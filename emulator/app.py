@@ -14,6 +14,7 @@ from emulator.errors import ApiError, api_error_handler, http_error_handler
 from emulator.faults import FaultInjector
 from emulator.gateway import Gateway
 from emulator.profile import Profile
+from emulator.ratelimits import RateLimits
 from emulator.state import Store
 
 # Each module exposes ROUTES; the order matters only where paths overlap (static before parameters).
@@ -49,14 +50,23 @@ def create_app(profile: Profile, api_key: str | None = None) -> Starlette:
     store = Store(profile)
     counters = Counters()
     faults = FaultInjector()
+    limits = RateLimits()
     app = Starlette(
         routes=_routes(),
         middleware=[
-            Middleware(Gateway, store=store, counters=counters, faults=faults, api_key=api_key)  # type: ignore[arg-type]
+            Middleware(
+                Gateway,  # type: ignore[arg-type]
+                store=store,
+                counters=counters,
+                faults=faults,
+                limits=limits,
+                api_key=api_key,
+            )
         ],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
     )
     app.state.store = store
     app.state.counters = counters
     app.state.faults = faults
+    app.state.limits = limits
     return app

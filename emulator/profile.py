@@ -81,6 +81,9 @@ class Profile(BaseModel):
     p_file_failed: float = 0.0
     poll_after_ms: int = 1000
     usage: Usage = Field(default_factory=Usage)
+    # Per-minute budgets the x-ratelimit-* headers report (informational: never enforced).
+    ratelimit_requests: int = Field(default=10_000, ge=1)
+    ratelimit_tokens: int = Field(default=30_000_000, ge=1)
 
     @model_validator(mode="after")
     def _check_shares(self) -> Profile:
