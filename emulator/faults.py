@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Faults(BaseModel):
@@ -87,3 +87,25 @@ class FaultInjector:
                 return name
             roll -= rate
         return None
+
+
+class WebhookFaults(BaseModel):
+    """Faults on webhook deliveries. A delivery is one event to one URL; each rate is drawn for each delivery,
+    independently of the others, from the faults' own RNG restarted from `seed` when they are set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Added before every delivery's first attempt.
+    delay_s: float = Field(default=0.0, ge=0)
+    # Never sent.
+    rate_drop: float = Field(default=0.0, ge=0, le=1)
+    # Sent a second time (same webhook-id and body, fresh timestamp) once the first delivery has ended.
+    rate_duplicate: float = Field(default=0.0, ge=0, le=1)
+    # Held back until `reorder_after` later deliveries have had their first attempt answered (or failed), or
+    # for at most `reorder_max_s`, so later events overtake it.
+    rate_reorder: float = Field(default=0.0, ge=0, le=1)
+    reorder_after: int = Field(default=1, ge=1)
+    reorder_max_s: float = Field(default=5.0, ge=0)
+    # Every attempt signed with a wrong key: the SDK's unwrap raises InvalidWebhookSignatureError.
+    rate_bad_signature: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
