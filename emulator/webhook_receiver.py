@@ -51,6 +51,7 @@ class WebhookReceiver:
         self._arrivals: queue.Queue[Received] = queue.Queue()
         self._changed = threading.Condition()
         self._statuses: list[int] = []
+        self._count_wanted: tuple[int, threading.Event] | None = None
         self._sdk = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
@@ -77,6 +78,21 @@ class WebhookReceiver:
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self.received), timeout=timeout):
                 raise AssertionError(f"webhook deliveries still not as expected after {timeout} s")
+            return list(self.received)
+
+    def wait_count(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until `count` deliveries have arrived in all; everything received then.
+
+        Cheaper than `wait_for` at high rates: the waiting thread wakes once, not at every delivery.
+        """
+        reached = threading.Event()
+        with self._changed:
+            self._count_wanted = (count, reached)
+            if len(self.received) >= count:
+                reached.set()
+        if not reached.wait(timeout):
+            raise AssertionError(f"{len(self.received)} webhook deliveries, not {count}, after {timeout} s")
+        with self._changed:
             return list(self.received)
 
     def __enter__(self) -> WebhookReceiver:
@@ -131,5 +147,7 @@ class WebhookReceiver:
             )
             self.received.append(seen)
             self._changed.notify_all()
+            if self._count_wanted is not None and len(self.received) >= self._count_wanted[0]:
+                self._count_wanted[1].set()
         self._arrivals.put(seen)
         return web.Response(status=status)

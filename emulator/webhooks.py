@@ -3,8 +3,9 @@
 A background response's end is known when it is created (the profile draws its duration), so creation
 schedules one loop timer for it; a cancel replaces that timer with an immediate `response.cancelled`. Each
 event goes to every URL of the profile as its own delivery: a task that signs each attempt afresh, retries
-with backoff while the receiver answers non-2xx or cannot be reached, and shares one pooled aiohttp session
-with every other delivery, so thousands of deliveries a second cost neither a thread nor a connection each.
+with backoff while the receiver answers non-2xx or cannot be reached, and shares one pool of kept-alive
+connections with every other delivery, so thousands of deliveries a second cost neither a thread nor a
+connection each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import random
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from emulator.counters import Counters
@@ -26,6 +26,7 @@ from emulator.faults import WebhookFaults
 from emulator.profile import WebhookRetry
 from emulator.response_model import ResponseRecord
 from emulator.state import Store, new_id
+from emulator.webhook_http import DeliveryError, HttpPool
 
 CONNECTION_LIMIT = 256
 """Connections the delivery pool keeps open at most, all receivers together; deliveries beyond it queue."""
@@ -85,7 +86,7 @@ class WebhookDispatcher:
         self.store = store
         self.counters = counters
         self.set_faults(WebhookFaults())
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = HttpPool(CONNECTION_LIMIT)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Held (reordered) deliveries wait for this count of answered first attempts to reach their mark.
@@ -205,40 +206,28 @@ class WebhookDispatcher:
         stats["gave_up"] += 1
 
     async def _attempt(self, delivery: Delivery, timeout_s: float) -> bool:
-        """One signed POST; whether the receiver answered 2xx."""
+        """One signed POST; whether the receiver answered 2xx within `timeout_s`."""
         stats = self.counters.webhooks
         stats["attempted"] += 1
-        key = secret_key(self.store.profile.webhook_secret)
-        if delivery.bad_signature:
-            key = hashlib.sha256(b"not the secret" + key).digest()
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": delivery.event_id,
-            "webhook-timestamp": timestamp,
-            "webhook-signature": sign(key, delivery.event_id, timestamp, delivery.body),
-        }
         try:
-            async with self._pool().post(
-                delivery.url,
-                data=delivery.body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as answer:
-                await answer.read()
-                accepted = 200 <= answer.status < 300
-        except (aiohttp.ClientError, TimeoutError, OSError):
+            status = await self._pool.post(delivery.url, self._headers(delivery), delivery.body, timeout_s)
+            accepted = 200 <= status < 300
+        except (DeliveryError, TimeoutError):
             accepted = False
         stats["succeeded" if accepted else "failed"] += 1
         return accepted
 
-    def _pool(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop, which aiohttp requires.
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, limit_per_host=CONNECTION_LIMIT)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return self._session
+    def _headers(self, delivery: Delivery) -> bytes:
+        key = secret_key(self.store.profile.webhook_secret)
+        if delivery.bad_signature:
+            key = hashlib.sha256(b"not the secret" + key).digest()
+        timestamp = str(int(time.time()))
+        signature = sign(key, delivery.event_id, timestamp, delivery.body)
+        return (
+            f"content-type: application/json\r\nuser-agent: {USER_AGENT}\r\n"
+            f"webhook-id: {delivery.event_id}\r\nwebhook-timestamp: {timestamp}\r\n"
+            f"webhook-signature: {signature}\r\n"
+        ).encode()
 
     def abandon(self) -> None:
         """Cancel every scheduled end event and every delivery not yet ended (the state was wiped)."""
@@ -253,5 +242,4 @@ class WebhookDispatcher:
         tasks = list(self._tasks)
         self.abandon()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        self._pool.close()

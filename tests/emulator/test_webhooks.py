@@ -273,7 +273,7 @@ def test_hundreds_of_events_all_arrive_verified_and_counted(
     emulator: EmulatorHandle, receiver: WebhookReceiver
 ) -> None:
     ids = set(emulator.emit_webhooks(500))
-    seen = receiver.wait_for(lambda received: len(received) >= 500)
+    seen = receiver.wait_count(500)
     assert {s.webhook_id for s in seen} == ids
     assert all(s.verified for s in seen)
     counters = _settled(emulator)
