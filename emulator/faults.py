@@ -101,8 +101,8 @@ class WebhookFaults(BaseModel):
     rate_drop: float = Field(default=0.0, ge=0, le=1)
     # Sent a second time (same webhook-id and body, fresh timestamp) once the first delivery has ended.
     rate_duplicate: float = Field(default=0.0, ge=0, le=1)
-    # Held back until `reorder_after` later deliveries have had their first attempt answered (or failed), or
-    # for at most `reorder_max_s`, so later events overtake it.
+    # Held back (after delay_s) until the first attempts of `reorder_after` other deliveries have ended
+    # (answered or failed), or for at most `reorder_max_s`, so later events overtake it.
     rate_reorder: float = Field(default=0.0, ge=0, le=1)
     reorder_after: int = Field(default=1, ge=1)
     reorder_max_s: float = Field(default=5.0, ge=0)

@@ -14,7 +14,9 @@ import asyncio
 import base64
 import functools
 import hashlib
+import heapq
 import hmac
+import itertools
 import random
 import time
 from dataclasses import dataclass
@@ -89,9 +91,11 @@ class WebhookDispatcher:
         self._pool = HttpPool(CONNECTION_LIMIT)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # Held (reordered) deliveries wait for this count of answered first attempts to reach their mark.
+        # Held (reordered) deliveries wait for this count of ended first attempts to reach their mark; a heap
+        # of (mark, sequence, future), so that releasing costs little however many are held.
         self._first_attempts = 0
-        self._held: list[tuple[int, asyncio.Future[None]]] = []
+        self._held: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._held_sequence = itertools.count()
 
     def set_faults(self, faults: WebhookFaults) -> None:
         """Switch to `faults`, restarting their RNG from their seed."""
@@ -174,20 +178,17 @@ class WebhookDispatcher:
             await self._until_accepted(delivery)
 
     async def _hold(self, later: int, max_s: float) -> None:
-        """Wait until `later` more first attempts have been answered, or `max_s`."""
-        mark = self._first_attempts + later
+        """Wait until `later` more first attempts of other deliveries have ended, or `max_s`."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (mark, future)
-        self._held.append(entry)
-        try:
-            await asyncio.wait({future}, timeout=max_s)
-        finally:
-            self._held.remove(entry)
+        heapq.heappush(self._held, (self._first_attempts + later, next(self._held_sequence), future))
+        # A hold that timed out leaves its entry in the heap; releasing it later does no harm.
+        await asyncio.wait({future}, timeout=max_s)
 
-    def _first_attempt_answered(self) -> None:
+    def _first_attempt_ended(self) -> None:
         self._first_attempts += 1
-        for mark, future in self._held:
-            if mark <= self._first_attempts and not future.done():
+        while self._held and self._held[0][0] <= self._first_attempts:
+            future = heapq.heappop(self._held)[2]
+            if not future.done():
                 future.set_result(None)
 
     async def _until_accepted(self, delivery: Delivery) -> None:
@@ -198,7 +199,7 @@ class WebhookDispatcher:
                 stats["retried"] += 1
             accepted = await self._attempt(delivery, retry.timeout_s)
             if attempt == 1:
-                self._first_attempt_answered()
+                self._first_attempt_ended()
             if accepted:
                 return
             if attempt < retry.max_attempts:
