@@ -12,16 +12,19 @@ import socket
 import time
 import urllib.error
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
-from conftest import Contract
 
 from emulator.profile import Distribution, WebhookRetry
 from emulator.server import EmulatorHandle
 from emulator.webhook_receiver import Received, WebhookReceiver
 from emulator.webhooks import backoff
+
+if TYPE_CHECKING:
+    # Only a type: tests/conftest.py is a module named "conftest" too, so importing at run time could get it.
+    from conftest import Contract
 
 SECRET = "whsec_" + base64.b64encode(b"the webhook tests' own secret").decode()
 RETRY = {"first_s": 0.05, "factor": 2.0, "max_attempts": 3}
