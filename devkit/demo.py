@@ -1,14 +1,18 @@
 """``make demo``: the whole system end to end on embedded defaults.
 
-Uses ``AJ_REDIS_URL`` when a Redis answers there, else starts a private redis-server; starts the
-emulator, a worker and a beat; runs real jobs (a question and a function call on each run backend,
-an indexing job over the sample files, a file_search question, a clean-up dry run) and prints what
-they produced. Everything it started is stopped when it ends, Ctrl-C included.
+Uses ``AJ_REDIS_URL`` when a Redis answers there, else starts a private redis-server (with AOF); starts
+the emulator, a worker, a beat and the webhook receiver (webhooks on: the emulator signs an event as each
+background response ends); runs real jobs (a question and a function call on each run backend, an
+indexing job over the sample files, a file_search question, a clean-up dry run) and prints what they
+produced and how each run's end was learnt (webhook or poll). Everything it started is stopped when it
+ends, Ctrl-C included.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +33,8 @@ from tasks.assistants import quiet_assistants_deprecation
 console = Console()
 SAMPLES = Path(__file__).parent / "demo_files"
 API_KEY = "sk-demo"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"assistant-jobs demo webhook secret").decode()
+"""The secret the emulator signs its webhooks with and the receiver checks them against."""
 
 
 @contextlib.contextmanager
@@ -91,6 +97,8 @@ def show(title: str, record: JobRecord) -> None:
     elif record.result:
         scalars = {k: v for k, v in record.result.items() if not isinstance(v, list | dict)}
         table.add_row("result", ", ".join(f"{k}={v}" for k, v in scalars.items()))
+    if record.end_learnt_by:
+        table.add_row("end learnt by", record.end_learnt_by)
     if record.usage:
         table.add_row(
             "usage", f"{record.usage.prompt_tokens} prompt + {record.usage.completion_tokens} completion"
@@ -177,17 +185,29 @@ def main() -> int:
     logs.mkdir(exist_ok=True)
     try:
         with redis_url() as url:
-            port = free_port()
+            port, hook_port = free_port(), free_port()
             base_url = f"http://127.0.0.1:{port}/v1"
+            # The emulator signs a webhook to the receiver as each background response ends; the
+            # receiver wakes the job's poll, so polling is only the safety net.
+            profile = {
+                "seed": 1,
+                "poll_after_ms": 300,
+                "webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/openai"],
+                "webhook_secret": WEBHOOK_SECRET,
+            }
             env = {
                 **os.environ,
                 "AJ_REDIS_URL": url,
                 "OPENAI_BASE_URL": base_url,
                 "OPENAI_API_KEY": API_KEY,
                 "AJ_TOOL_MODULES": '["devkit.example_tools"]',
-                "AJ_EMULATOR_PROFILE": '{"seed": 1, "poll_after_ms": 300}',
+                "AJ_EMULATOR_PROFILE": json.dumps(profile),
                 "AJ_POLL_FIRST": "0.3",
                 "AJ_POLL_CAP": "0.6",
+                "AJ_WEBHOOKS": "true",
+                "AJ_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "AJ_WEBHOOK_PORT": str(hook_port),
+                "AJ_WEBHOOK_SAFETY_POLL": "10",
             }
             os.environ.update({k: v for k, v in env.items() if k.startswith(("AJ_", "OPENAI_"))})
             py = sys.executable
@@ -198,26 +218,9 @@ def main() -> int:
                     env,
                     logs / "emulator.log",
                 ),
-                process(
-                    "worker",
-                    [py, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO"],
-                    env,
-                    logs / "worker.log",
-                ),
-                process(
-                    "beat",
-                    [
-                        py,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "worker.app",
-                        "beat",
-                        "--loglevel=INFO",
-                    ],
-                    env,
-                    logs / "beat.log",
-                ),
+                process("worker", [py, "-m", "worker.cli", "worker"], env, logs / "worker.log"),
+                process("beat", [py, "-m", "worker.cli", "beat"], env, logs / "beat.log"),
+                process("webhooks", [py, "-m", "worker.cli", "webhooks"], env, logs / "webhooks.log"),
             ):
                 from emulator.admin_client import EmulatorAdmin
 

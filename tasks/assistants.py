@@ -41,6 +41,8 @@ def quiet_assistants_deprecation() -> None:
     Assistants API, and a worker would otherwise log it for every job. Called once by the composition
     root (and the demo); nothing else is silenced."""
     warnings.filterwarnings("ignore", message=ASSISTANTS_DEPRECATION, category=DeprecationWarning)
+    # The SDK also marks the assistants resource's methods with a bare "deprecated".
+    warnings.filterwarnings("ignore", message="deprecated$", category=DeprecationWarning)
 
 
 def beta(client: openai.OpenAI) -> Any:
