@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -61,16 +62,18 @@ class RedisServer:
     URL and the append-only file brings back what was written before a kill.
     """
 
-    def __init__(self, port: int | None = None, durable: bool = True) -> None:
+    def __init__(self, port: int | None = None, durable: bool = True, password: str | None = None) -> None:
         self.port = port or free_port()
         self.durable = durable
+        self.password = password
         self.data_dir = Path(tempfile.mkdtemp(prefix="aj-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The server's URL (database 0)."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The server's URL (database 0), with its password when it has one."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def argv(self) -> list[str]:
         """The redis-server command line."""
@@ -88,6 +91,7 @@ class RedisServer:
             *persistence,
             # Evicted `_kombu.binding.*` keys would drop Celery messages, and evicted jobs lose work.
             "--maxmemory-policy", "noeviction",
+            *(["--requirepass", self.password] if self.password else []),
             "--loglevel", "warning",
         ]  # fmt: skip
 
@@ -131,9 +135,11 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(port: int | None = None, durable: bool = True) -> Iterator[RedisServer]:
+def redis_server(
+    port: int | None = None, durable: bool = True, password: str | None = None
+) -> Iterator[RedisServer]:
     """Run a throw-away redis-server on a free port; yields its handle, and removes it all on exit."""
-    server = RedisServer(port, durable)
+    server = RedisServer(port, durable, password)
     try:
         server.start()
         yield server

@@ -17,6 +17,7 @@ import logging
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 from celery.signals import beat_init
@@ -163,6 +164,23 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
             super().close()
 
 
+def url_without_credentials(url: str) -> str:
+    """``url`` with any user and password taken out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
+
+
+def credentials_of(url: str) -> dict[str, str]:
+    """The user and password a Redis URL carries, as redis-py options."""
+    parts = urlsplit(url)
+    found = {"username": unquote(parts.username or ""), "password": unquote(parts.password or "")}
+    return {k: v for k, v in found.items() if v}
+
+
 def beat_config(s: Settings) -> dict[str, Any]:
     """What ``app.conf`` needs for beat: redbeat as the scheduler, its keys and lock, the schedule."""
     return {
@@ -171,11 +189,15 @@ def beat_config(s: Settings) -> dict[str, Any]:
         # Celery 5.7 reads beat_max_loop_interval; earlier releases read beat_max_interval.
         "beat_max_loop_interval": s.beat_max_interval,
         "beat_max_interval": s.beat_max_interval,
-        "redbeat_redis_url": s.redis_url,
+        # The password goes in the options, not the URL: Celery shows its configuration (Flower's worker
+        # page) with secrets masked only where a key's name says so, and nested under an option named
+        # "password" it is; in a URL under "redbeat_redis_url" it would show.
+        "redbeat_redis_url": url_without_credentials(s.redis_url),
         "redbeat_redis_options": {
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 15,
+            **credentials_of(s.redis_url),
         },
         "redbeat_key_prefix": keys.BEAT_PREFIX,
         "redbeat_lock_key": keys.BEAT_PREFIX + "lock",

@@ -38,16 +38,13 @@ from kombu.transport.virtual import Channel as VirtualChannel
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 from worker.store import keys, quarantine
 
 log = logging.getLogger(__name__)
 
 PREVIEW_BYTES = 100
 """How much of a quarantined message its log line shows (the whole message is in the list)."""
-QUARANTINE_URL_OPTION = "quarantine_url"
-"""Broker transport option: the Redis URL holding the quarantine list (the job store's, beside every other
-``aj:`` key); without it the list goes on the broker's own Redis."""
 TRANSPORTS = {"redis": "worker.broker:Transport", "rediss": "worker.broker:TlsTransport"}
 """The transport for each broker URL scheme this module takes over."""
 CONSUMER = "worker.broker:Consumer"
@@ -133,6 +130,11 @@ class Quarantine:
         )  # fmt: skip
 
 
+def store_url() -> str:
+    """The store's Redis URL, from this process's settings."""
+    return get_settings().redis_url
+
+
 @functools.cache
 def quarantine_at(url: str) -> Quarantine:
     """This process's quarantine on the Redis at ``url``."""
@@ -167,9 +169,6 @@ class Channel(kombu_redis.Channel):
 
     QoS = QoS
 
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, QUARANTINE_URL_OPTION)
-    quarantine_url: str | None = None
-
     def _create_client(self, asynchronous: bool = False) -> Any:
         client = super()._create_client(asynchronous)  # type: ignore[misc]
         # kombu parses these replies right after redis-py's callback for them; None reads as "nothing
@@ -198,10 +197,9 @@ class Channel(kombu_redis.Channel):
         return True
 
     def quarantine(self) -> Quarantine:
-        """Where this channel sets malformed messages aside."""
-        if self.quarantine_url:
-            return quarantine_at(self.quarantine_url)
-        return Quarantine(self._create_client())
+        """Where this channel sets malformed messages aside: the store's Redis, beside every other key.
+        (Read from the settings, not passed as a transport option: those show in Flower, password and all.)"""
+        return quarantine_at(store_url())
 
 
 class Transport(kombu_redis.Transport):
@@ -276,7 +274,7 @@ def broker_config(s: Settings, transport_options: Mapping[str, Any]) -> dict[str
     config: dict[str, Any] = {
         "broker_transport": TRANSPORTS[scheme],
         "worker_consumer": CONSUMER,
-        "broker_transport_options": {**transport_options, QUARANTINE_URL_OPTION: s.redis_url},
+        "broker_transport_options": dict(transport_options),
     }
     if scheme == "rediss":
         # kombu turns TLS on by itself only when the URL's scheme names the transport; with ours named

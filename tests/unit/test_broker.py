@@ -99,10 +99,12 @@ def test_a_log_line_shows_only_the_start_of_a_large_message() -> None:
 
 
 @pytest.fixture
-def redis_broker(redis_url: str, redis_client: redis.Redis) -> Iterator[Connection]:
+def redis_broker(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Connection]:
     """A kombu connection through this module's transport on the test Redis, quarantining there."""
-    options = {broker.QUARANTINE_URL_OPTION: redis_url}
-    with Connection(redis_url, transport=broker.TRANSPORTS["redis"], transport_options=options) as conn:
+    monkeypatch.setattr(broker, "store_url", lambda: redis_url)
+    with Connection(redis_url, transport=broker.TRANSPORTS["redis"]) as conn:
         yield conn
 
 
@@ -138,8 +140,7 @@ def test_only_redis_brokers_use_the_screening_transport(url: str, transport: str
     # ...and the connection still shows as the URL it was given (the banner, Flower's broker page)
     with app.connection_for_read() as conn:
         assert conn.as_uri(include_password=True) == url.split("?")[0]
-    if transport is None:  # RabbitMQ keeps Celery's own consumer and kombu's transport options
-        assert broker.QUARANTINE_URL_OPTION not in app.conf.broker_transport_options
+    if transport is None:  # RabbitMQ keeps Celery's own consumer
         assert app.conf.worker_consumer == "celery.worker.consumer:Consumer"
     else:
         assert app.conf.worker_consumer == broker.CONSUMER
