@@ -22,7 +22,7 @@ from schemas.requests import CleanupRequest, CleanupTarget
 from tasks import cleanup_targets as targets
 from tasks.assistants import beta
 from tasks.cleanup_targets import Findings, Scope
-from tasks.steps import Services, cancel_end, count_redrive, stalled_error
+from tasks.steps import Services, cancel_end, count_redrive, retry_later, stalled_error
 from worker import constants as c
 from worker.errors import classify
 from worker.store.cleanup import Pace
@@ -109,9 +109,10 @@ def run(svc: Services, job_id: str) -> None:
         if record.status == JobStatus.QUEUED:
             record = svc.store.jobs.set_status(job_id, JobStatus.RUNNING)
         if record.progress is None:
-            record = plan(svc, record, request, scope)
-            if record.status.ended:
+            planned = plan(svc, record, request, scope)
+            if planned is None or planned.status.ended:
                 return
+            record = planned
         more = work(svc, record, scope)
     if more:
         svc.send(c.TASK_START.format(kind=KIND), [[record.id]])
@@ -129,8 +130,9 @@ def scope_of(svc: Services, request: CleanupRequest) -> Scope:
     )
 
 
-def plan(svc: Services, record: JobRecord, request: CleanupRequest, scope: Scope) -> JobRecord:
-    """Find every target's candidates, queue the deletes in Redis, write the plan into the result.
+def plan(svc: Services, record: JobRecord, request: CleanupRequest, scope: Scope) -> JobRecord | None:
+    """Find every target's candidates, queue the deletes in Redis, write the plan into the result; None
+    when a listing failed in a way worth retrying (the plan is made again later).
 
     A dry run ends here, completed, listing what it would delete.
     """
@@ -139,8 +141,11 @@ def plan(svc: Services, record: JobRecord, request: CleanupRequest, scope: Scope
     for target in request.targets:
         try:
             found = targets.find(target, svc.store, svc.client, scope, request.dry_run)
-        except openai.APIError as exc:
-            # One target's listing failing leaves the others to run.
+        except openai.OpenAIError as exc:
+            # A listing is read-only: plan again later while that can help (a rate limit is waited out).
+            if retry_later(svc, record, exc, c.TASK_START.format(kind=KIND), [[record.id]]):
+                return None
+            # A permanent error, or the retries spent: that target's error is reported, the others run.
             error = classify(exc)
             result["targets"][target.value] = {"error": {"code": error.code, "message": error.message}}
             continue

@@ -45,6 +45,28 @@ def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) 
     svc.store.schedule.put(job_id, TaskDue(task, args), delay)
 
 
+def retry_later(
+    svc: Services, record: JobRecord, exc: openai.OpenAIError, task: str, args: list[Any]
+) -> bool:
+    """Send the step again later if its API error is worth another try; False when it is not.
+
+    A rate limit that names its wait (a 429 with Retry-After or a rate-limit reset, or the shared rate gate
+    holding the request back) is waited out without spending a retry: "later" is not "broken", and the
+    job's deadline bounds the wait. Any other retryable error spends one of ``max_retries`` in a row, with
+    a growing backoff. A permanent error, or a retryable one with the retries spent, is not retried.
+    """
+    wait = rate_limit_wait_of(exc)
+    if wait is not None:
+        defer(svc, record.id, task, args, error_delay(1, svc.policy, retry_after=wait))
+        return True
+    if classify(exc).retryable and record.retries < svc.settings.max_retries:
+        svc.store.jobs.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
+        delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
+        defer(svc, record.id, task, args, delay)
+        return True
+    return False
+
+
 def retry_or_fail(
     svc: Services,
     record: JobRecord,
@@ -53,24 +75,10 @@ def retry_or_fail(
     args: list[Any],
     fail: Callable[[JobError], None],
 ) -> None:
-    """A step's API call failed: send the step again later while that can help, else ``fail(error)``.
-
-    A rate limit that names its wait (a 429 with Retry-After or a rate-limit reset, or the shared rate gate
-    holding the request back) is waited out without spending a retry: "later" is not "broken", and the
-    job's deadline bounds the wait. Any other retryable error spends one of ``max_retries`` in a row, with
-    a growing backoff; a permanent error fails the job at once.
-    """
-    wait = rate_limit_wait_of(exc)
-    if wait is not None:
-        defer(svc, record.id, task, args, error_delay(1, svc.policy, retry_after=wait))
-        return
-    error = classify(exc)
-    if error.retryable and record.retries < svc.settings.max_retries:
-        svc.store.jobs.update(record.id, lambda r: r.model_copy(update={"retries": r.retries + 1}))
-        delay = error_delay(record.retries + 1, svc.policy, retry_after=retry_after_of(exc))
-        defer(svc, record.id, task, args, delay)
-        return
-    fail(error)
+    """A step's API call failed: send the step again later while that can help (`retry_later`), else
+    ``fail(error)``."""
+    if not retry_later(svc, record, exc, task, args):
+        fail(classify(exc))
 
 
 def ended_by_poll(body: dict[str, Any], end: Callable[..., None], what: str) -> bool:

@@ -45,7 +45,7 @@ class WorkerProcess:
         self.proc = proc
         self.log = log
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:
         """Block until the worker says it is ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -142,23 +142,35 @@ def quarantine_at(url: str) -> Quarantine:
 
 
 class QoS(kombu_redis.QoS):
-    """kombu's Redis QoS, surviving a broker connection that is already gone when Celery closes the channel.
+    """kombu's Redis QoS, surviving a broker connection that is already gone when it acknowledges or gives
+    messages back.
 
-    When Redis goes away, Celery's consumer closes its connection and the channel tries to give its
-    unacknowledged messages back; with the connection already torn down, kombu fails there with
-    ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which Celery does not count as a
-    connection error, so the whole worker stopped ("Unrecoverable error") instead of reconnecting. Those
-    messages stay in kombu's unacked set and come back after the visibility timeout, like a killed worker's.
+    When Redis goes away under a worker, Celery closes its connection; a task still running then finishes
+    and acknowledges its message, or the closing channel tries to give its unacknowledged messages back,
+    on a connection already torn down. kombu then fails with ``AttributeError`` (``'NoneType' object has no
+    attribute 'client'`` or ``'hostname'``), which Celery does not count as a connection error, so the
+    whole worker stopped ("Unrecoverable error", exit 0) instead of reconnecting. Those messages stay in
+    kombu's unacked set and come back after the visibility timeout, like a killed worker's; the tasks are
+    idempotent, so running one again is harmless.
     """
 
+    def ack(self, delivery_tag: Any) -> None:
+        self._unless_gone(super().ack, delivery_tag)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        self._unless_gone(super().reject, delivery_tag, requeue)
+
     def restore_unacked(self, client: Any = None) -> Any:
+        return self._unless_gone(super().restore_unacked, client)
+
+    def _unless_gone(self, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            return super().restore_unacked(client)
+            return call(*args)
         except AttributeError:
             if getattr(self.channel.connection, "client", None) is not None:
                 raise
             log.warning(
-                "the broker connection was gone before unacknowledged messages could be given back; "
+                "the broker connection was gone before messages could be acknowledged or given back; "
                 "they come back after the visibility timeout"
             )
             return None

@@ -52,9 +52,12 @@ OUTBOX_GRACE_S = 10.0
 sender died, or the broker was down)."""
 WATCHDOG_EVERY_S = 30.0
 """Seconds between watchdog passes (one worker at a time runs one)."""
-STALL_AFTER_S = 600.0
-"""A job whose message has been in flight this long while the broker holds nothing for its queue, or
-that has had no owner at all for `OWNERLESS_AFTER_S`, is re-driven."""
+STALL_AFTER_S = 120.0
+"""A job whose message has been in flight this long while the broker holds nothing for its queues is
+re-driven. Well above the longest a message can legitimately be out of every queue (a running task's
+hard time limit; a killed worker's message, given back after the visibility timeout), short enough that a
+message lost in kombu's window between a worker's pop and its record of the message as unacknowledged (a
+worker SIGKILLed in that instant) costs two minutes, not ten."""
 OWNERLESS_AFTER_S = 60.0
 """How long a live job must have sat in its status before the watchdog judges it (so a job in the middle
 of a step is never mistaken for a stalled one)."""

@@ -12,6 +12,7 @@ configured), which those services often refuse. It warns loudly when something i
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +87,24 @@ def _snapshots(persistence: Mapping[str, Any], save: str | None) -> bool | None:
     return True if saved else None
 
 
-def read_server(client: redis.Redis) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
-    """``INFO persistence``, ``INFO memory`` and the ``save`` setting of a server; None for each refused."""
-    persistence, memory = _info(client, "persistence"), _info(client, "memory")
+LOADING_WAIT_S = 120.0
+"""Longest a starting worker waits for a Redis that is still loading its data (after a restart, while it
+replays its append-only file it reports AOF off), before it judges the server as it stands."""
+
+
+def read_server(
+    client: redis.Redis, loading_wait_s: float = LOADING_WAIT_S
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """``INFO persistence``, ``INFO memory`` and the ``save`` setting of a server; None for each refused.
+
+    A server still loading its data (``loading:1``) reports ``aof_enabled:0`` until it is done, so it is
+    read again, once a second, until it has loaded (or ``loading_wait_s`` passed)."""
+    persistence = _info(client, "persistence")
+    deadline = time.monotonic() + loading_wait_s
+    while persistence and str(persistence.get("loading")) == "1" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        persistence = _info(client, "persistence")
+    memory = _info(client, "memory")
     try:
         reply: Any = client.config_get("save")
     except redis.RedisError:

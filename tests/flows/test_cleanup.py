@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import openai
+import pytest
 from harness import Harness
 from helpers import exists
 
@@ -187,3 +188,20 @@ def test_file_sweep_deletes_our_orphans_only_and_a_failed_delete_does_not_stop_i
     assert not exists(lambda: api.files.retrieve(orphan))
     assert all(exists(lambda f=f: api.files.retrieve(f)) for f in (stubborn, kept, theirs))
     assert harness.store.inventory.files() == {stubborn, kept}
+
+
+@pytest.mark.parametrize("fault", ["rate_429", "rate_503"])
+def test_a_listing_that_fails_for_a_moment_is_planned_again_not_reported_failed(
+    harness: Harness, emulator: EmulatorHandle, fault: str
+) -> None:
+    # Given an API whose store listing answers 429 (with Retry-After) or 503 for a while
+    emulator.set_faults(**{fault: 1.0}, retry_after_s=1.0, paths=["/v1/vector_stores"], methods=["GET"])
+    ref = harness.jobs.submit({"kind": "cleanup", "targets": ["vector_stores"], "dry_run": True})
+    harness.run(until=lambda: emulator.counters()["requests"].get("GET /v1/vector_stores", 0) >= 3)
+    assert not harness.jobs.get(ref.id).status.ended  # it waits; it does not give up on the target
+    # When the API recovers
+    emulator.clear_faults()
+    [record] = harness.run(ref.id)
+    # Then the sweep completes with a plan for the target, not an error for it
+    assert record.status == JobStatus.COMPLETED and record.result is not None
+    assert "error" not in record.result["targets"]["vector_stores"]

@@ -70,7 +70,7 @@ def test_a_nul_in_a_path_is_refused_by_the_producer_client_and_no_job_is_written
 def test_submit_prints_a_job_id_and_status_reads_it_back(
     env: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    submitted = ajobs(env, "submit", "run", "--assistant", "asst_1", "-m", "hello", "--json")
+    submitted = ajobs(env, "submit", "run", "--model", "gpt-4o", "-m", "hello", "--json")
     assert submitted.returncode == 0, submitted.stderr
     job_id = json.loads(submitted.stdout)["id"]
     shown = ajobs(env, "status", job_id, "--json")

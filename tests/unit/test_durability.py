@@ -112,3 +112,25 @@ def test_a_real_server_is_read(redis_client: redis.Redis) -> None:
     persistence, memory, save = durability.read_server(redis_client)
     assert assess(persistence, memory, save) == Assessment()
     assert (str(persistence["aof_enabled"]), memory["maxmemory_policy"], save) == ("1", "noeviction", "")
+
+
+def test_a_server_still_loading_its_data_is_judged_once_it_has_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a Redis replaying its append-only file after a restart: it reports AOF off until it is done
+    class Loading:
+        reads = 0
+
+        def info(self, section: str) -> dict[str, object]:
+            if section == "memory":
+                return {"maxmemory_policy": "noeviction"}
+            self.reads += 1
+            return {"loading": 1, "aof_enabled": 0} if self.reads < 3 else {"loading": 0, "aof_enabled": 1}
+
+        def config_get(self, name: str) -> dict[str, str]:
+            return {"save": ""}
+
+    monkeypatch.setattr(durability.time, "sleep", lambda _: None)
+    # When a starting worker reads it
+    persistence, memory, save = durability.read_server(Loading())  # type: ignore[arg-type]
+    # Then it waited for the load to finish, and finds nothing wrong
+    assert persistence is not None and persistence["loading"] == 0
+    assert assess(persistence, memory, save) == Assessment()
