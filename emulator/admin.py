@@ -54,16 +54,23 @@ async def clear_faults(request: Request) -> Response:
 
 
 async def get_counters(request: Request) -> Response:
-    """GET /_emulator/counters."""
+    """GET /_emulator/counters. "webhooks" also holds two gauges that a reset leaves alone: "pending", the
+    deliveries not yet ended, and "scheduled", the end events of background responses still going."""
     counters: Counters = request.app.state.counters
-    return json_response(counters.snapshot())
+    snapshot = counters.snapshot()
+    dispatcher = request.app.state.webhooks
+    snapshot["webhooks"].update(pending=dispatcher.pending, scheduled=dispatcher.scheduled)
+    return json_response(snapshot)
 
 
 async def reset(request: Request) -> Response:
-    """POST /_emulator/reset: zero the counters; with `?state=1` also forget every object."""
+    """POST /_emulator/reset: zero the counters and refill the rate-limit budgets; with `?state=1` also
+    forget every object and abandon every webhook not yet delivered."""
     request.app.state.counters.reset()
+    request.app.state.limits.reset()
     if request.query_params.get("state") in ("1", "true"):
         request.app.state.store.wipe()
+        request.app.state.webhooks.abandon()
     return json_response({"ok": True})
 
 

@@ -99,3 +99,47 @@ class EmulatorAdmin:
             "data"
         ]
         return result
+
+    def webhooks(self) -> dict[str, Any]:
+        """The webhook settings in force: {"urls", "secret", "retry", "faults"}."""
+        result: dict[str, Any] = self._call("GET", "/webhooks")
+        return result
+
+    def set_webhooks(
+        self,
+        *,
+        urls: list[str] | None = None,
+        secret: str | None = None,
+        retry: dict[str, Any] | None = None,
+        faults: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Replace the settings given (see emulator.profile.WebhookRetry and emulator.faults.WebhookFaults for
+        the fields of `retry` and `faults`; fields left out take their defaults); keep the others."""
+        given = {"urls": urls, "secret": secret, "retry": retry, "faults": faults}
+        result: dict[str, Any] = self._call(
+            "PUT", "/webhooks", {k: v for k, v in given.items() if v is not None}
+        )
+        return result
+
+    def set_webhook_faults(self, **faults: Any) -> dict[str, Any]:
+        """Switch webhook faults on (see emulator.faults.WebhookFaults); replaces the previous set."""
+        return self.set_webhooks(faults=faults)
+
+    def clear_webhook_faults(self) -> None:
+        """Switch every webhook fault off."""
+        self.set_webhooks(faults={})
+
+    def webhook_counters(self) -> dict[str, Any]:
+        """The webhook counters (see emulator.counters.WEBHOOK_COUNTERS), with "events" and "pending"."""
+        result: dict[str, Any] = self.counters()["webhooks"]
+        return result
+
+    def emit_webhooks(
+        self, count: int = 1, event_type: str = "response.completed", object_id: str | None = None
+    ) -> list[str]:
+        """Send `count` events now (naming `object_id`, else made-up response ids); their event ids."""
+        body: dict[str, Any] = {"count": count, "type": event_type}
+        if object_id is not None:
+            body["id"] = object_id
+        result: list[str] = self._call("POST", "/webhooks/emit", body)["data"]
+        return result

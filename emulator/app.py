@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,11 +16,14 @@ from emulator.errors import ApiError, api_error_handler, http_error_handler
 from emulator.faults import FaultInjector
 from emulator.gateway import Gateway
 from emulator.profile import Profile
+from emulator.ratelimits import RateLimits
 from emulator.state import Store
+from emulator.webhooks import WebhookDispatcher
 
 # Each module exposes ROUTES; the order matters only where paths overlap (static before parameters).
 ROUTE_MODULES = (
     "admin",
+    "webhook_admin",
     "assistants",
     "threads",
     "messages",
@@ -49,14 +54,32 @@ def create_app(profile: Profile, api_key: str | None = None) -> Starlette:
     store = Store(profile)
     counters = Counters()
     faults = FaultInjector()
+    limits = RateLimits()
+    webhooks = WebhookDispatcher(store, counters)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await webhooks.close()
+
     app = Starlette(
         routes=_routes(),
         middleware=[
-            Middleware(Gateway, store=store, counters=counters, faults=faults, api_key=api_key)  # type: ignore[arg-type]
+            Middleware(
+                Gateway,  # type: ignore[arg-type]
+                store=store,
+                counters=counters,
+                faults=faults,
+                limits=limits,
+                api_key=api_key,
+            )
         ],
         exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler},
+        lifespan=lifespan,
     )
     app.state.store = store
     app.state.counters = counters
     app.state.faults = faults
+    app.state.limits = limits
+    app.state.webhooks = webhooks
     return app

@@ -42,6 +42,21 @@ def route_template(path: str) -> str:
     return "/".join(parts)
 
 
+WEBHOOK_COUNTERS = {
+    "deliveries": "deliveries planned: one per event and URL, plus the second copy of a duplicated one",
+    "attempted": "POSTs made, first attempts and retries",
+    "succeeded": "attempts answered 2xx (a delivery ends at its first)",
+    "failed": "attempts answered non-2xx, not answered within the timeout, or not connected",
+    "retried": "attempts after a delivery's first",
+    "gave_up": "deliveries that used all their attempts without a 2xx",
+    "dropped": "deliveries the drop fault never sent (not counted in deliveries)",
+    "duplicated": "deliveries the duplicate fault sent twice",
+    "reordered": "deliveries the reorder fault held back",
+    "bad_signature": "deliveries the bad-signature fault signed with a wrong key",
+}
+"""The webhook counters, each with what it counts (`events` counts events created, per type)."""
+
+
 class Counters:
     """What the emulator served, for tests and benchmarks to read through the admin API."""
 
@@ -59,6 +74,8 @@ class Counters:
         self.early_retries = 0
         self.early_retry_routes: Counter[str] = Counter()
         self.retry_after: dict[str, float] = {}
+        self.webhook_events: Counter[str] = Counter()
+        self.webhooks: Counter[str] = Counter({name: 0 for name in WEBHOOK_COUNTERS})
 
     def request(self, key: str, concrete: str, now: float) -> None:
         """Count one request to `key` ("METHOD template"); `concrete` identifies the request for early retries
@@ -103,4 +120,5 @@ class Counters:
             "uploads_per_filename": dict(self.uploads),
             "early_retries": self.early_retries,
             "early_retries_per_route": dict(self.early_retry_routes),
+            "webhooks": {"events": dict(self.webhook_events), **self.webhooks},
         }

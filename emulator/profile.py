@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import random
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROFILE_ENV = "AJ_EMULATOR_PROFILE"
 """Environment variable holding a profile as JSON text, or the path of a JSON file."""
+
+DEFAULT_WEBHOOK_SECRET = "whsec_YXNzaXN0YW50LWpvYnMgZW11bGF0b3Igd2ViaG9va3M="
+"""The secret webhooks are signed with unless the profile names another (`whsec_` + base64 of the key)."""
 
 
 class Distribution(BaseModel):
@@ -56,6 +61,20 @@ class Usage(BaseModel):
     completion_tokens: int = 10
 
 
+class WebhookRetry(BaseModel):
+    """How a delivery the receiver did not accept (a non-2xx answer, no answer within `timeout_s`, or no
+    connection) is tried again: after failed attempt n, wait min(max_s, first_s * factor ** (n - 1)); stop
+    after `max_attempts` attempts. The API retries for up to 72 hours; these defaults are short, for tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_s: float = Field(default=0.2, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    max_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class Profile(BaseModel):
     """How the emulated service behaves. Defaults are fast, for tests."""
 
@@ -81,6 +100,32 @@ class Profile(BaseModel):
     p_file_failed: float = 0.0
     poll_after_ms: int = 1000
     usage: Usage = Field(default_factory=Usage)
+    # Per-minute budgets the x-ratelimit-* headers report (informational: never enforced).
+    ratelimit_requests: int = Field(default=10_000, ge=1)
+    ratelimit_tokens: int = Field(default=30_000_000, ge=1)
+    # Where background responses' end events are POSTed (each URL gets every event), signed with this secret.
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    webhook_retry: WebhookRetry = Field(default_factory=WebhookRetry)
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, secret: str) -> str:
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith("whsec_") or not key:
+            raise ValueError("webhook_secret must be 'whsec_' followed by the base64 of the key")
+        return secret
 
     @model_validator(mode="after")
     def _check_shares(self) -> Profile:

@@ -124,6 +124,8 @@ async def create_response(request: Request) -> Response:
         conversation.items.extend((item, None) for item in items)
         conversation.items.extend((item, record.id) for item in record.output)
     store.responses[record.id] = record
+    if background:
+        request.app.state.webhooks.response_created(record)
     request.app.state.counters.count_job("responses", settings["metadata"].get(JOB_ID_KEY))
     return json_response(render_response(record, store.now()))
 
@@ -152,6 +154,7 @@ async def cancel_response(request: Request) -> Response:
     now = store.now()
     if record.status(now) in ("queued", "in_progress"):
         record.cancelled_at = now
+        request.app.state.webhooks.response_cancelled(record)
     return json_response(render_response(record, now))
 
 
@@ -160,6 +163,7 @@ async def delete_response(request: Request) -> Response:
     store: Store = request.app.state.store
     record = get_response(store, request.path_params["response_id"])
     del store.responses[record.id]
+    request.app.state.webhooks.response_deleted(record.id)
     return json_response({"id": record.id, "object": "response.deleted", "deleted": True})
 
 

@@ -49,8 +49,10 @@ def emulator_server() -> Iterator[EmulatorHandle]:
 
 @pytest.fixture
 def emulator(emulator_server: EmulatorHandle) -> EmulatorHandle:
-    """The emulator with no faults, zeroed counters and the fast profile."""
+    """The emulator with no faults (webhook faults included), zeroed counters and the fast profile (which
+    has no webhook URL)."""
     emulator_server.clear_faults()
+    emulator_server.clear_webhook_faults()
     emulator_server.reset_counters()
     emulator_server.set_profile(FAST)
     return emulator_server

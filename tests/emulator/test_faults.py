@@ -8,6 +8,7 @@ import time
 import openai
 import pytest
 
+from emulator.faults import FaultInjector, Faults
 from emulator.server import EmulatorHandle
 
 
@@ -85,3 +86,46 @@ def test_a_stall_outlasts_the_client_timeout_and_latency_is_added(emulator: Emul
     assert time.monotonic() - started >= 0.2
     # The admin API itself is never faulted
     assert emulator.health()
+
+
+def test_a_drop_after_the_request_took_effect_leaves_the_response_behind(emulator: EmulatorHandle) -> None:
+    # Given every response create answered by a dropped connection after the response was created
+    emulator.set_faults(rate_drop_after=1.0, paths=["/v1/responses"], methods=["POST"])
+    client = openai.OpenAI(base_url=emulator.base_url, api_key=emulator.api_key, max_retries=0)
+    # When a client creates a background response
+    with pytest.raises(openai.APIConnectionError):
+        client.responses.create(
+            model="gpt-4o", input="hi", background=True, metadata={"aj_job_id": "job-drop-after"}
+        )
+    # Then the client heard nothing, yet the response exists and was counted as served
+    counters = emulator.counters()
+    assert counters["responses_per_job"] == {"job-drop-after": 1}
+    assert counters["faults"] == {"drop_after": 1}
+    assert counters["route_statuses"]["POST /v1/responses"] == {"200": 1}
+    [created] = [r for r in emulator.responses() if r["metadata"] == {"aj_job_id": "job-drop-after"}]
+    emulator.clear_faults()
+    assert client.responses.retrieve(created["id"]).background is True
+
+
+def test_the_sdk_retrying_a_create_whose_answer_was_lost_creates_it_again(emulator: EmulatorHandle) -> None:
+    # Given lost answers on response creates, and the SDK's default two retries
+    emulator.set_faults(rate_drop_after=1.0, paths=["/v1/responses"], methods=["POST"])
+    client = openai.OpenAI(base_url=emulator.base_url, api_key=emulator.api_key, timeout=5)
+    # When the create fails after its retries
+    with pytest.raises(openai.APIConnectionError):
+        client.responses.create(model="gpt-4o", input="hi", background=True, metadata={"aj_job_id": "job-x3"})
+    # Then three responses exist for one job: a create is not idempotent
+    assert emulator.counters()["responses_per_job"] == {"job-x3": 3}
+
+
+def test_drop_after_keeps_older_faults_on_the_same_requests_under_a_seed() -> None:
+    # Given the same seed and rates, with and without a drop_after share
+    before, after = FaultInjector(), FaultInjector()
+    before.set(Faults(rate_429=0.3, rate_drop=0.2, seed=5))
+    after.set(Faults(rate_429=0.3, rate_drop=0.2, rate_drop_after=0.2, seed=5))
+    # When both decide for the same requests
+    old = [before.decide("GET", "/v1/x", "/v1/x") for _ in range(200)]
+    new = [after.decide("GET", "/v1/x", "/v1/x") for _ in range(200)]
+    # Then the older faults hit the same requests; drop_after only takes some of the unfaulted ones
+    assert [f if f != "drop_after" else None for f in new] == old
+    assert "drop_after" in new
