@@ -1,0 +1,362 @@
+"""The chaos soak's figures and checks, computed once every job has ended (or the wait ran out): statuses,
+remote runs per job, orphan responses, stalls, re-drives, recovery after each Redis restart, sweeps."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import openai
+
+from bench.chaos_load import Submitted
+from bench.chaos_watch import Trail
+from emulator.admin_client import EmulatorAdmin
+from schemas.job import JobRecord
+
+DRAIN_LAG_S = 3.0
+"""The schedule counts as drained once its most overdue entry waits no longer than this."""
+STUCK_SWEEP_S = 60.0
+"""A sweep queued this long before the end and not ended counts as stuck."""
+TOP = 5
+
+
+@dataclass
+class Restart:
+    """One Redis SIGKILL and start (unix seconds)."""
+
+    killed_at: float
+    started_at: float
+
+
+@dataclass
+class Check:
+    """One pass/fail check of the soak, with what it saw."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def brief(record: JobRecord | None, variant: str, trail: Trail | None) -> dict[str, Any]:
+    """What a reader needs to look into a job: its record's moving parts and its events."""
+    if record is None:
+        return {"variant": variant, "record": None}
+    return {
+        "id": record.id,
+        "variant": variant,
+        "status": record.status.value,
+        "remote": record.remote,
+        "attempts": record.attempts,
+        "retries": record.retries,
+        "redrives": record.redrives,
+        "error": record.error.model_dump() if record.error else None,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "events": [[round(at, 3), typ] for at, typ, _ in (trail.events if trail else [])],
+    }
+
+
+def statuses(
+    submitted: Mapping[str, Submitted], records: Mapping[str, JobRecord | None]
+) -> dict[str, dict[str, int]]:
+    """Status counts per variant."""
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for job_id, sub in submitted.items():
+        record = records.get(job_id)
+        table[sub.variant][record.status.value if record else "missing"] += 1
+    return {variant: dict(counts) for variant, counts in sorted(table.items())}
+
+
+def runs_per_job(
+    submitted: Mapping[str, Submitted], records: Mapping[str, JobRecord | None], counters: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Remote runs the emulator counted per assistants job: their distribution and every job without
+    exactly one."""
+    runs: Mapping[str, int] = counters.get("runs_per_job", {})
+    jobs = [j for j, s in submitted.items() if s.variant.startswith("run/assistants")]
+    counts = Counter(runs.get(j, 0) for j in jobs)
+    odd = [
+        {"id": j, "variant": submitted[j].variant, "runs": runs.get(j, 0), "status": _status(records.get(j))}
+        for j in jobs
+        if runs.get(j, 0) != 1
+    ]
+    return {"jobs": len(jobs), "runs_distribution": dict(sorted(counts.items())), "not_one": odd}
+
+
+def _status(record: JobRecord | None) -> str:
+    return record.status.value if record else "missing"
+
+
+def stalls(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted], until: float) -> dict[str, Any]:
+    """The longest time each job went without an event while not ended (to `until` for a job that never
+    ended); the longest over all jobs, and the top few."""
+    rows = []
+    for job_id, sub in submitted.items():
+        trail = trails.get(job_id)
+        if not trail or not trail.events:
+            rows.append((until - sub.at, job_id, "submitted", "(no event)"))
+            continue
+        events = trail.events
+        best = (0.0, "", "")
+        for (a, ta, _), (b, tb, _) in pairwise(events):
+            best = max(best, (b - a, ta, tb))
+        if not trail.ends:
+            best = max(best, (until - events[-1][0], events[-1][1], "(not ended)"))
+        rows.append((best[0], job_id, best[1], best[2]))
+    rows.sort(reverse=True)
+    top = [
+        {"s": round(s, 2), "id": j, "variant": submitted[j].variant, "from": a, "to": b}
+        for s, j, a, b in rows[:TOP]
+    ]
+    shared = [r for r in rows if not submitted[r[1]].variant.endswith(("+thread", "+conversation"))]
+    return {
+        "max_s": top[0]["s"] if top else 0.0,
+        "top": top,
+        "max_not_shared_s": round(shared[0][0], 2) if shared else 0.0,
+        "over_60_s": sum(1 for r in rows if r[0] > 60),
+    }
+
+
+def redrives(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted]) -> dict[str, Any]:
+    """`job.redriven` events: how many, on how many jobs, per variant."""
+    per_job = {j: sum(1 for e in t.events if e[1] == "job.redriven") for j, t in trails.items()}
+    hit = {j: n for j, n in per_job.items() if n}
+    by_variant = Counter(submitted[j].variant if j in submitted else "sweep" for j in hit)
+    return {
+        "events": sum(hit.values()),
+        "jobs": len(hit),
+        "by_variant": dict(by_variant),
+        "max_per_job": max(hit.values(), default=0),
+    }
+
+
+def ended_twice(trails: Mapping[str, Trail]) -> list[dict[str, Any]]:
+    """Jobs with more than one end event."""
+    return [
+        {"id": j, "ends": [[round(at, 3), typ] for at, typ, _ in t.ends]}
+        for j, t in trails.items()
+        if len(t.ends) > 1
+    ]
+
+
+def recovery(
+    restarts: Sequence[Restart], trails: Mapping[str, Trail], samples: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per Redis restart: how long it was down, seconds from the start to the next job end and to the
+    schedule drained (lag <= `DRAIN_LAG_S`), and the peak schedule lag after the start."""
+    end_times = sorted(at for t in trails.values() for at, _, _ in t.ends)
+    rows = []
+    for r in restarts:
+        next_end = next((at for at in end_times if at >= r.started_at), None)
+        after = [s for s in samples if s["at"] >= r.started_at and not s.get("down")]
+        drained = next((s["at"] for s in after if s["lag"] <= DRAIN_LAG_S), None)
+        window = [s["lag"] for s in after if s["at"] <= (drained or float("inf"))]
+        rows.append(
+            {
+                "down_s": round(r.started_at - r.killed_at, 2),
+                "next_job_end_after_s": round(next_end - r.started_at, 2) if next_end else None,
+                "schedule_drained_after_s": round(drained - r.started_at, 2) if drained else None,
+                "peak_lag_after_s": round(max(window, default=0.0), 2),
+            }
+        )
+    return rows
+
+
+def sweeps(
+    trails: Mapping[str, Trail],
+    submitted: Mapping[str, Submitted],
+    restarts: Sequence[Restart],
+    until: float,
+) -> dict[str, Any]:
+    """Clean-up jobs beat submitted (those the soak did not): how many in all, how many after each Redis
+    restart (up to the next kill) and the first one's delay, and any stuck."""
+    sweep_trails = {j: t for j, t in trails.items() if t.kind == "cleanup" and j not in submitted}
+    queued = sorted((t.events[0][0], j) for j, t in sweep_trails.items() if t.events)
+    after = []
+    for i, r in enumerate(restarts):
+        end = restarts[i + 1].killed_at if i + 1 < len(restarts) else until
+        fired = [at for at, _ in queued if r.started_at <= at < end]
+        after.append(
+            {
+                "sweeps": len(fired),
+                "first_after_s": round(fired[0] - r.started_at, 2) if fired else None,
+                "window_s": round(end - r.started_at, 1),
+            }
+        )
+    stuck = [j for at, j in queued if not sweep_trails[j].ends and at < until - STUCK_SWEEP_S]
+    return {"total": len(queued), "after_restart": after, "stuck": stuck}
+
+
+@dataclass
+class OrphanContext:
+    """What the orphan analysis needs besides the jobs: the API (to read and cancel responses), the
+    emulator's details, and the soak's events to explain each orphan."""
+
+    api: openai.OpenAI
+    admin: EmulatorAdmin
+    kills: Sequence[float]
+    restarts: Sequence[Restart]
+    window_at: Callable[[float], str]
+
+
+def orphans(
+    submitted: Mapping[str, Submitted],
+    records: Mapping[str, JobRecord | None],
+    counters: Mapping[str, Any],
+    ctx: OrphanContext,
+) -> dict[str, Any]:
+    """Responses a responses-backend job left behind: more responses carrying its job id than its rounds.
+
+    A job's responses are grouped by the create they answer (the start, or the tool-output round), told
+    apart by their output (function calls for a tool job's start, a message otherwise); within a group the
+    last one created is the job's, the earlier ones orphans of an attempt whose answer never came back.
+    Each orphan is cancelled through the API, and explained by what happened around its creation."""
+    per_job: Mapping[str, int] = counters.get("responses_per_job", {})
+    jobs = [j for j, s in submitted.items() if s.variant.startswith("run/responses")]
+    extra = {}
+    short = []
+    for j in jobs:
+        record = records.get(j)
+        legit = _legit_responses(record)
+        n = per_job.get(j, 0)
+        if n > legit:
+            extra[j] = n - legit
+        elif n < legit:
+            short.append({"id": j, "responses": n, "rounds": legit})
+    details = {r["id"]: r for r in ctx.admin.responses()} if extra else {}
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in details.values():
+        job_id = (row.get("metadata") or {}).get("aj_job_id")
+        if job_id in extra:
+            by_job[job_id].append(row)
+    affected = [_orphans_of(j, by_job[j], submitted[j].variant, records.get(j), ctx) for j in sorted(extra)]
+    cancelled = Counter(o["status_after_cancel"] for a in affected for o in a["orphans"])
+    reasons = Counter(o["explained_by"] for a in affected for o in a["orphans"])
+    return {
+        "responses_jobs": len(jobs),
+        "jobs_with_orphans": len(extra),
+        "orphans": sum(extra.values()),
+        "max_per_create": max((a["max_per_create"] for a in affected), default=0),
+        "cancelled": dict(cancelled),
+        "explained_by": dict(reasons),
+        "fewer_responses_than_rounds": short,
+        "affected": affected,
+    }
+
+
+def _legit_responses(record: JobRecord | None) -> int:
+    if record is None or not record.remote.get("response_id"):
+        return 0
+    return int(record.remote.get("rounds", 1)) + (1 if record.remote.get("requeued_from") else 0)
+
+
+def _orphans_of(
+    job_id: str, rows: list[dict[str, Any]], variant: str, record: JobRecord | None, ctx: OrphanContext
+) -> dict[str, Any]:
+    groups = _group_by_create(rows, _tool_job(record), ctx.api)
+    found = []
+    for group, members in groups.items():
+        for row in members[:-1]:
+            status = ctx.api.responses.cancel(row["id"]).status
+            found.append(
+                {
+                    "id": row["id"],
+                    "create": group,
+                    "created_at": row["created_at_precise"],
+                    "status_before_cancel": row["status"],
+                    "status_after_cancel": status,
+                    "explained_by": _explain(row["created_at_precise"], ctx),
+                }
+            )
+    final = record.remote.get("response_id") if record else None
+    last = [members[-1]["id"] for members in groups.values()]
+    return {
+        "job_id": job_id,
+        "variant": variant,
+        "status": _status(record),
+        "rounds": record.remote.get("rounds") if record else None,
+        "responses": len(rows),
+        "max_per_create": max((len(m) - 1 for m in groups.values()), default=0),
+        "final_is_newest_of_its_create": final in last,
+        "orphans": found,
+    }
+
+
+def _group_by_create(
+    rows: list[dict[str, Any]], tool_job: bool, api: openai.OpenAI
+) -> dict[str, list[dict[str, Any]]]:
+    """A job's responses by the create they answer, oldest first in each. A completed response of a tool
+    job that calls functions answers the start, one with a message the tool outputs; a response still going
+    (only an orphan can be: the job ended, so its own responses did) joins the create of the next completed
+    one, since an orphan is always made before the attempt that replaced it."""
+    ordered = sorted(rows, key=lambda r: r["created_at_precise"])
+    labels: list[str | None] = []
+    for row in ordered:
+        if not tool_job:
+            labels.append("start")
+        elif row["status"] != "completed":
+            labels.append(None)
+        else:
+            calls = any(item.type == "function_call" for item in api.responses.retrieve(row["id"]).output)
+            labels.append("start" if calls else "tool outputs")
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i, row in enumerate(ordered):
+        label = labels[i] or next((x for x in labels[i + 1 :] if x), "start")
+        groups[label].append(row)
+    return groups
+
+
+def _tool_job(record: JobRecord | None) -> bool:
+    return bool(record and record.request.get("tools"))
+
+
+def _explain(created: float, ctx: OrphanContext) -> str:
+    """Why an attempt may not have seen its create's answer: the create-fault window (a dropped answer), a
+    worker SIGKILLed within a task's time after it, or a Redis kill around it."""
+    if any(r.killed_at - 1 <= created <= r.started_at + 1 for r in ctx.restarts):
+        return "redis restart"
+    if ctx.window_at(created) == "creates":
+        return "answer dropped (create faults on)"
+    if any(0 <= k - created <= 15 for k in ctx.kills):
+        return "worker killed"
+    return "unexplained"
+
+
+def checks(result: Mapping[str, Any]) -> list[Check]:
+    """The soak's pass/fail checks over its figures."""
+    jobs = result["jobs"]
+    runs = result["runs_per_job"]
+    orph = result["orphans"]
+    sw = result["sweeps"]
+    not_completed = {
+        variant: {s: n for s, n in counts.items() if s != "completed"}
+        for variant, counts in jobs["statuses"].items()
+    }
+    not_completed = {v: c for v, c in not_completed.items() if c}
+    return [
+        Check(
+            "every job ended", not jobs["not_ended"], f"{len(jobs['not_ended'])} not ended of {jobs['total']}"
+        ),
+        Check("every job completed", not not_completed, f"others: {not_completed or 'none'}"),
+        Check("no job ended twice", not result["ended_twice"], f"{len(result['ended_twice'])} ended twice"),
+        Check(
+            "one remote run per assistants job",
+            not runs["not_one"],
+            f"{runs['jobs']} jobs, runs per job {runs['runs_distribution']}",
+        ),
+        Check(
+            "at most one orphan response per create",
+            orph["max_per_create"] <= 1 and not orph["fewer_responses_than_rounds"],
+            f"{orph['orphans']} orphans on {orph['jobs_with_orphans']} jobs,"
+            f" at most {orph['max_per_create']} per create",
+        ),
+        Check(
+            "sweeps fired after each Redis restart",
+            all(a["sweeps"] > 0 for a in sw["after_restart"]),
+            f"sweeps after each restart: {[a['sweeps'] for a in sw['after_restart']]}",
+        ),
+        Check("no sweep stuck", not sw["stuck"], f"{len(sw['stuck'])} stuck"),
+    ]
