@@ -28,9 +28,10 @@ import openai
 
 from bench import chaos_checks as checks
 from bench import report
-from bench.chaos_checks import OrphanContext, Restart
+from bench.chaos_checks import Restart
 from bench.chaos_cluster import SOAK_ENV, Cluster
 from bench.chaos_load import WEIGHTS, Submitter, make_shared, plan, variants
+from bench.chaos_orphans import Timeline, orphans
 from bench.chaos_report import summary_lines
 from bench.chaos_watch import DOWN, EventLog, FaultPlan, FaultRotator, Monitor
 from bench.common import RESULTS_DIR, machine_facts, say
@@ -187,9 +188,7 @@ class Soak:
         records = self._records(list(subs))
         trails = self.events.snapshot()
         counters = self.emulator.counters()
-        ctx = OrphanContext(
-            self.api, self.emulator, [k.at for k in self.cluster.kills], self.restarts, self.faults.window_at
-        )
+        timeline = Timeline([k.at for k in self.cluster.kills], self.restarts, self.faults.window_at)
         not_ended = [j for j, r in records.items() if r is None or not r.status.ended]
         dead = self.jobs.dead(1000)
         result: dict[str, Any] = {
@@ -197,6 +196,7 @@ class Soak:
             "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": machine_facts(),
             "settings": self._settings(),
+            "began_at": round(self.began, 3),
             "wall_s": round(finished - self.began, 1),
             "submit_s": round((submitter.finished_at or finished) - submitter.began, 1),
             "jobs": {
@@ -228,7 +228,7 @@ class Soak:
             },
             "ended_twice": checks.ended_twice(trails),
             "runs_per_job": checks.runs_per_job(subs, records, counters),
-            "orphans": checks.orphans(subs, records, counters, ctx),
+            "orphans": orphans(subs, records, counters, self.api, self.emulator, timeline),
             "sweeps": checks.sweeps(trails, subs, self.restarts, finished),
             "faults": _faults(counters),
             "uploads_twice": {n: c for n, c in counters.get("uploads_per_filename", {}).items() if c > 1},

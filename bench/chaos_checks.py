@@ -4,16 +4,13 @@ remote runs per job, orphan responses, stalls, re-drives, recovery after each Re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-import openai
-
 from bench.chaos_load import Submitted
 from bench.chaos_watch import Trail
-from emulator.admin_client import EmulatorAdmin
 from schemas.job import JobRecord
 
 DRAIN_LAG_S = 3.0
@@ -190,141 +187,6 @@ def sweeps(
     return {"total": len(queued), "after_restart": after, "stuck": stuck}
 
 
-@dataclass
-class OrphanContext:
-    """What the orphan analysis needs besides the jobs: the API (to read and cancel responses), the
-    emulator's details, and the soak's events to explain each orphan."""
-
-    api: openai.OpenAI
-    admin: EmulatorAdmin
-    kills: Sequence[float]
-    restarts: Sequence[Restart]
-    window_at: Callable[[float], str]
-
-
-def orphans(
-    submitted: Mapping[str, Submitted],
-    records: Mapping[str, JobRecord | None],
-    counters: Mapping[str, Any],
-    ctx: OrphanContext,
-) -> dict[str, Any]:
-    """Responses a responses-backend job left behind: more responses carrying its job id than its rounds.
-
-    A job's responses are grouped by the create they answer (the start, or the tool-output round), told
-    apart by their output (function calls for a tool job's start, a message otherwise); within a group the
-    last one created is the job's, the earlier ones orphans of an attempt whose answer never came back.
-    Each orphan is cancelled through the API, and explained by what happened around its creation."""
-    per_job: Mapping[str, int] = counters.get("responses_per_job", {})
-    jobs = [j for j, s in submitted.items() if s.variant.startswith("run/responses")]
-    extra = {}
-    short = []
-    for j in jobs:
-        record = records.get(j)
-        legit = _legit_responses(record)
-        n = per_job.get(j, 0)
-        if n > legit:
-            extra[j] = n - legit
-        elif n < legit:
-            short.append({"id": j, "responses": n, "rounds": legit})
-    details = {r["id"]: r for r in ctx.admin.responses()} if extra else {}
-    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in details.values():
-        job_id = (row.get("metadata") or {}).get("aj_job_id")
-        if job_id in extra:
-            by_job[job_id].append(row)
-    affected = [_orphans_of(j, by_job[j], submitted[j].variant, records.get(j), ctx) for j in sorted(extra)]
-    cancelled = Counter(o["status_after_cancel"] for a in affected for o in a["orphans"])
-    reasons = Counter(o["explained_by"] for a in affected for o in a["orphans"])
-    return {
-        "responses_jobs": len(jobs),
-        "jobs_with_orphans": len(extra),
-        "orphans": sum(extra.values()),
-        "max_per_create": max((a["max_per_create"] for a in affected), default=0),
-        "cancelled": dict(cancelled),
-        "explained_by": dict(reasons),
-        "fewer_responses_than_rounds": short,
-        "affected": affected,
-    }
-
-
-def _legit_responses(record: JobRecord | None) -> int:
-    if record is None or not record.remote.get("response_id"):
-        return 0
-    return int(record.remote.get("rounds", 1)) + (1 if record.remote.get("requeued_from") else 0)
-
-
-def _orphans_of(
-    job_id: str, rows: list[dict[str, Any]], variant: str, record: JobRecord | None, ctx: OrphanContext
-) -> dict[str, Any]:
-    groups = _group_by_create(rows, _tool_job(record), ctx.api)
-    found = []
-    for group, members in groups.items():
-        for row in members[:-1]:
-            status = ctx.api.responses.cancel(row["id"]).status
-            found.append(
-                {
-                    "id": row["id"],
-                    "create": group,
-                    "created_at": row["created_at_precise"],
-                    "status_before_cancel": row["status"],
-                    "status_after_cancel": status,
-                    "explained_by": _explain(row["created_at_precise"], ctx),
-                }
-            )
-    final = record.remote.get("response_id") if record else None
-    last = [members[-1]["id"] for members in groups.values()]
-    return {
-        "job_id": job_id,
-        "variant": variant,
-        "status": _status(record),
-        "rounds": record.remote.get("rounds") if record else None,
-        "responses": len(rows),
-        "max_per_create": max((len(m) - 1 for m in groups.values()), default=0),
-        "final_is_newest_of_its_create": final in last,
-        "orphans": found,
-    }
-
-
-def _group_by_create(
-    rows: list[dict[str, Any]], tool_job: bool, api: openai.OpenAI
-) -> dict[str, list[dict[str, Any]]]:
-    """A job's responses by the create they answer, oldest first in each. A completed response of a tool
-    job that calls functions answers the start, one with a message the tool outputs; a response still going
-    (only an orphan can be: the job ended, so its own responses did) joins the create of the next completed
-    one, since an orphan is always made before the attempt that replaced it."""
-    ordered = sorted(rows, key=lambda r: r["created_at_precise"])
-    labels: list[str | None] = []
-    for row in ordered:
-        if not tool_job:
-            labels.append("start")
-        elif row["status"] != "completed":
-            labels.append(None)
-        else:
-            calls = any(item.type == "function_call" for item in api.responses.retrieve(row["id"]).output)
-            labels.append("start" if calls else "tool outputs")
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, row in enumerate(ordered):
-        label = labels[i] or next((x for x in labels[i + 1 :] if x), "start")
-        groups[label].append(row)
-    return groups
-
-
-def _tool_job(record: JobRecord | None) -> bool:
-    return bool(record and record.request.get("tools"))
-
-
-def _explain(created: float, ctx: OrphanContext) -> str:
-    """Why an attempt may not have seen its create's answer: the create-fault window (a dropped answer), a
-    worker SIGKILLed within a task's time after it, or a Redis kill around it."""
-    if any(r.killed_at - 1 <= created <= r.started_at + 1 for r in ctx.restarts):
-        return "redis restart"
-    if ctx.window_at(created) == "creates":
-        return "answer dropped (create faults on)"
-    if any(0 <= k - created <= 15 for k in ctx.kills):
-        return "worker killed"
-    return "unexplained"
-
-
 def checks(result: Mapping[str, Any]) -> list[Check]:
     """The soak's pass/fail checks over its figures."""
     jobs = result["jobs"]
@@ -345,13 +207,19 @@ def checks(result: Mapping[str, Any]) -> list[Check]:
         Check(
             "one remote run per assistants job",
             not runs["not_one"],
-            f"{runs['jobs']} jobs, runs per job {runs['runs_distribution']}",
+            f"{runs['jobs']} jobs, {len(runs['not_one'])} without exactly one run",
         ),
         Check(
-            "at most one orphan response per create",
-            orph["max_per_create"] <= 1 and not orph["fewer_responses_than_rounds"],
-            f"{orph['orphans']} orphans on {orph['jobs_with_orphans']} jobs,"
-            f" at most {orph['max_per_create']} per create",
+            "no second response after the one a job kept",
+            not orph["after_kept"] and not orph["fewer_responses_than_rounds"] and not orph["kept_unknown"],
+            f"{len(orph['after_kept'])} made after the kept one; jobs whose kept response is unknown:"
+            f" {len(orph['kept_unknown'])}",
+        ),
+        Check(
+            "every orphan response comes from a create whose answer was lost",
+            "unexplained" not in orph["explained_by"],
+            f"{orph['orphans']} orphans on {orph['jobs_with_orphans']} jobs (at most {orph['max_per_create']}"
+            f" per create), unexplained: {orph['explained_by'].get('unexplained', 0)}",
         ),
         Check(
             "sweeps fired after each Redis restart",

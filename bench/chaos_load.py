@@ -82,11 +82,11 @@ def make_shared(api: openai.OpenAI, admin: EmulatorAdmin, drawn: list[str], docs
     assistant = beta(api).assistants.create(model="gpt-4o", name="chaos", tools=[WEATHER])
     threads = [
         beta(api).threads.create().id
-        for _ in range(max(1, counts["run/assistants+thread"] // PER_SHARED_THREAD))
+        for _ in range(max(1, -(-counts["run/assistants+thread"] // PER_SHARED_THREAD)))
     ]
     conversations = [
         api.conversations.create().id
-        for _ in range(max(1, counts["run/responses+conversation"] // PER_SHARED_THREAD))
+        for _ in range(max(1, -(-counts["run/responses+conversation"] // PER_SHARED_THREAD)))
     ]
     store = api.vector_stores.create(name="chaos-shared")
     files = admin.create_files(max(1, counts["index/file_ids"]) * FILES_PER_INDEX_JOB, prefix="chaos")

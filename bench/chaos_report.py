@@ -28,6 +28,11 @@ def _restarts(result: dict[str, Any]) -> str:
     return "; ".join(rows) or "none"
 
 
+def _counts(counts: dict[str, Any]) -> str:
+    """``{"a": 1, "b": 2}`` as "a 1, b 2" ("none" when empty)."""
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
+
+
 def _s(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
 
@@ -55,9 +60,11 @@ def _stall(result: dict[str, Any]) -> str:
 def _orphans(result: dict[str, Any]) -> str:
     orph = result["orphans"]
     return (
-        f"{orph['orphans']} on {orph['jobs_with_orphans']} of {orph['responses_jobs']:,} responses jobs,"
-        f" at most {orph['max_per_create']} per create; cancelled through the API, status after:"
-        f" {orph['cancelled'] or 'none'}; created around: {orph['explained_by'] or 'none'}"
+        f"{orph['orphans']} on {orph['jobs_with_orphans']} of {orph['responses_jobs']:,} responses jobs"
+        f" (at most {orph['max_per_create']} per create, each one attempt whose answer was lost;"
+        f" {len(orph['after_kept'])} made after the response the job kept); created around:"
+        f" {_counts(orph['explained_by'])}; each cancelled through the API (status before -> after:"
+        f" {_counts(orph['cancelled'])})"
     )
 
 
@@ -75,16 +82,22 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("max stall (no event, not ended)", _stall(result)),
         (
             "re-drives (job.redriven)",
-            f"{redrives['events']} on {redrives['jobs']} jobs {redrives['by_variant']}",
+            f"{redrives['events']} on {redrives['jobs']} jobs ({_counts(redrives['by_variant'])})",
         ),
-        ("dead letters", f"{result['dead_letters']['count']} {result['dead_letters']['codes']}"),
-        ("remote runs per assistants job", f"{runs['runs_distribution']} over {runs['jobs']:,} jobs"),
+        ("dead letters", f"{result['dead_letters']['count']} ({_counts(result['dead_letters']['codes'])})"),
+        (
+            "remote runs per assistants job",
+            ", ".join(
+                f"{n:,} jobs with {k} run{'' if k == '1' else 's'}"
+                for k, n in runs["runs_distribution"].items()
+            ),
+        ),
         ("orphan responses", _orphans(result)),
         ("sweeps fired", f"{result['sweeps']['total']}"),
         (
             "faults injected",
             f"{injected:,} of {faults['requests']:,} requests ({100 * faults['share']:.1f}%):"
-            f" {faults['injected']}",
+            f" {_counts(faults['injected'])}",
         ),
         ("wall time", f"{result['wall_s']:.0f} s (submitting {result['submit_s']:.0f} s)"),
         (
@@ -134,7 +147,8 @@ def section(results: list[dict[str, Any]]) -> list[str]:
         " *Recovery*: from Redis answering again to the next job end, and to the schedule drained (its"
         " most overdue entry waiting under 3 s). *Orphan responses*: responses carrying a job's id beyond"
         " its rounds (the Responses API cannot be searched by metadata, so a create whose answer was lost"
-        " is made again); the soak cancels each one through the API.",
+        " is made again, leaving one orphan per lost answer); one made after the response its job kept"
+        " would be a second run. The soak cancels each orphan through the API.",
         "",
     ]
     for result in results:
