@@ -88,7 +88,7 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "remote runs per assistants job",
             ", ".join(
-                f"{n:,} jobs with {k} run{'' if k == '1' else 's'}"
+                f"{n:,} jobs with {k} run{'' if str(k) == '1' else 's'}"
                 for k, n in runs["runs_distribution"].items()
             ),
         ),
