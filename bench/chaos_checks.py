@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from bench.chaos_load import Submitted
-from bench.chaos_watch import Trail
+from bench.chaos_load import Submitted, Submitter
+from bench.chaos_watch import ENDED, Trail
 from schemas.job import JobRecord
 
 DRAIN_LAG_S = 3.0
@@ -117,8 +117,10 @@ def stalls(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted], unti
     }
 
 
-def redrives(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted]) -> dict[str, Any]:
-    """`job.redriven` events: how many, on how many jobs, per variant."""
+def redrives(
+    trails: Mapping[str, Trail], submitted: Mapping[str, Submitted], records: Mapping[str, JobRecord | None]
+) -> dict[str, Any]:
+    """`job.redriven` events: how many, on how many jobs, per variant, and each re-driven job in brief."""
     per_job = {j: sum(1 for e in t.events if e[1] == "job.redriven") for j, t in trails.items()}
     hit = {j: n for j, n in per_job.items() if n}
     by_variant = Counter(submitted[j].variant if j in submitted else "sweep" for j in hit)
@@ -127,7 +129,45 @@ def redrives(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted]) ->
         "jobs": len(hit),
         "by_variant": dict(by_variant),
         "max_per_job": max(hit.values(), default=0),
+        "detail": [
+            brief(records.get(j), submitted[j].variant if j in submitted else "sweep", trails.get(j))
+            for j in sorted(hit)
+        ],
     }
+
+
+def jobs(
+    submitter: Submitter, records: Mapping[str, JobRecord | None], trails: Mapping[str, Trail]
+) -> dict[str, Any]:
+    """The jobs submitted: per variant and status, and in brief every one that did not complete."""
+    subs = submitter.submitted
+    status = {j: _status(records.get(j)) for j in subs}
+    not_ended = [j for j, s in status.items() if s == "missing" or s not in ENDED]
+    others = [j for j, s in status.items() if s in ENDED and s != "completed"]
+    return {
+        "total": len(subs),
+        "by_variant": dict(sorted(Counter(s.variant for s in subs.values()).items())),
+        "statuses": statuses(subs, records),
+        "not_ended": [brief(records.get(j), subs[j].variant, trails.get(j)) for j in not_ended],
+        "not_completed": [brief(records.get(j), subs[j].variant, trails.get(j)) for j in others],
+        "submit_calls_failed": len(submitter.failed_calls),
+        "submits_found_written": submitter.again,
+    }
+
+
+def cleanup_target_errors(records: Mapping[str, JobRecord | None]) -> dict[str, Any]:
+    """Clean-up jobs that completed with a target whose listing failed (the job goes on with the other
+    targets and reports the error in its result): how many, by error code, and their ids."""
+    codes: Counter[str] = Counter()
+    ids = []
+    for record in records.values():
+        if record is None or record.kind.value != "cleanup" or not record.result:
+            continue
+        errors = [t["error"]["code"] for t in record.result.get("targets", {}).values() if "error" in t]
+        if errors:
+            ids.append(record.id)
+            codes.update(errors)
+    return {"jobs": len(ids), "codes": dict(codes), "ids": ids}
 
 
 def ended_twice(trails: Mapping[str, Trail]) -> list[dict[str, Any]]:
@@ -193,6 +233,7 @@ def checks(result: Mapping[str, Any]) -> list[Check]:
     runs = result["runs_per_job"]
     orph = result["orphans"]
     sw = result["sweeps"]
+    kills = result["kills"]
     not_completed = {
         variant: {s: n for s, n in counts.items() if s != "completed"}
         for variant, counts in jobs["statuses"].items()
@@ -227,4 +268,9 @@ def checks(result: Mapping[str, Any]) -> list[Check]:
             f"sweeps after each restart: {[a['sweeps'] for a in sw['after_restart']]}",
         ),
         Check("no sweep stuck", not sw["stuck"], f"{len(sw['stuck'])} stuck"),
+        Check(
+            "no process exited on its own",
+            not kills["exited_on_their_own"] and kills["beat_alive"],
+            f"{kills['exited_on_their_own'] or 'none'}; beat alive: {kills['beat_alive']}",
+        ),
     ]

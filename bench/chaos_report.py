@@ -72,6 +72,7 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(figure, value) rows shared by the summary and the report."""
     jobs, kills, runs = result["jobs"], result["kills"], result["runs_per_job"]
     redrives, faults, load = result["redrives"], result["faults"], result["load_avg"]
+    cleanup = result["cleanup_target_errors"]
     variants = ", ".join(f"{v} {n}" for v, n in jobs["by_variant"].items())
     injected = sum(faults["injected"].values())
     return [
@@ -95,6 +96,10 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("orphan responses", _orphans(result)),
         ("sweeps fired", f"{result['sweeps']['total']}"),
         (
+            "clean-up jobs completed with a target's listing failed",
+            f"{cleanup['jobs']} ({_counts(cleanup['codes'])})",
+        ),
+        (
             "faults injected",
             f"{injected:,} of {faults['requests']:,} requests ({100 * faults['share']:.1f}%):"
             f" {_counts(faults['injected'])}",
@@ -115,6 +120,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     lines += [f"  [{'ok' if c['ok'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in result["checks"]]
     for job in result["jobs"]["not_ended"]:
         lines.append(f"  not ended: {json.dumps(job)}")
+    for job in result["jobs"]["not_completed"]:
+        lines.append(f"  {job['status']}: {job['id']} ({job['variant']}): {job['error']}")
     lines += ["", f"Logs: {result['logs']}", "PASSED" if result["passed"] else "FAILED"]
     return lines
 
