@@ -208,7 +208,9 @@ class Soak:
                 )
             ],
             "stalls": checks.stalls(trails, subs, finished),
-            "redrives": checks.redrives(trails, subs, records),
+            "redrives": checks.redrives(
+                trails, subs, records, [k.at for k in self.cluster.kills], self.restarts
+            ),
             "dead_letters": {
                 "count": len(dead),
                 "codes": _count(r.error.code if r.error else "?" for r in dead),

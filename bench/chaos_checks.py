@@ -118,21 +118,47 @@ def stalls(trails: Mapping[str, Trail], submitted: Mapping[str, Submitted], unti
 
 
 def redrives(
-    trails: Mapping[str, Trail], submitted: Mapping[str, Submitted], records: Mapping[str, JobRecord | None]
+    trails: Mapping[str, Trail],
+    submitted: Mapping[str, Submitted],
+    records: Mapping[str, JobRecord | None],
+    kills: Sequence[float],
+    restarts: Sequence[Restart],
 ) -> dict[str, Any]:
-    """`job.redriven` events: how many, on how many jobs, per variant, and each re-driven job in brief."""
+    """`job.redriven` events: how many, on how many jobs, per variant, and each re-driven job in brief with
+    what preceded its re-drive: its last event, and the first worker kill or Redis kill after that event."""
     per_job = {j: sum(1 for e in t.events if e[1] == "job.redriven") for j, t in trails.items()}
     hit = {j: n for j, n in per_job.items() if n}
     by_variant = Counter(submitted[j].variant if j in submitted else "sweep" for j in hit)
+    detail = []
+    for j in sorted(hit):
+        row = brief(records.get(j), submitted[j].variant if j in submitted else "sweep", trails.get(j))
+        row["before_redrive"] = _before_redrive(trails[j], kills, restarts)
+        detail.append(row)
     return {
         "events": sum(hit.values()),
         "jobs": len(hit),
         "by_variant": dict(by_variant),
         "max_per_job": max(hit.values(), default=0),
-        "detail": [
-            brief(records.get(j), submitted[j].variant if j in submitted else "sweep", trails.get(j))
-            for j in sorted(hit)
-        ],
+        "after_a_kill_within_1s": sum(
+            1 for d in detail if (d["before_redrive"]["worker_kill_after_s"] or 9) <= 1
+        ),
+        "detail": detail,
+    }
+
+
+def _before_redrive(trail: Trail, kills: Sequence[float], restarts: Sequence[Restart]) -> dict[str, Any]:
+    """The job's last event before its first re-drive, and how long after it a worker or Redis was killed."""
+    events = trail.events
+    first = next(i for i, e in enumerate(events) if e[1] == "job.redriven")
+    last_at, last_type, _ = events[first - 1] if first else (events[0][0], "(none)", "")
+    redriven_at = events[first][0]
+    kill = next((k for k in sorted(kills) if last_at - 0.5 <= k <= redriven_at), None)
+    redis = next((r.killed_at for r in restarts if last_at - 0.5 <= r.killed_at <= redriven_at), None)
+    return {
+        "last_event": last_type,
+        "redriven_after_s": round(redriven_at - last_at, 2),
+        "worker_kill_after_s": round(kill - last_at, 2) if kill is not None else None,
+        "redis_kill_after_s": round(redis - last_at, 2) if redis is not None else None,
     }
 
 

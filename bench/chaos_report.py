@@ -72,7 +72,7 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(figure, value) rows shared by the summary and the report."""
     jobs, kills, runs = result["jobs"], result["kills"], result["runs_per_job"]
     redrives, faults, load = result["redrives"], result["faults"], result["load_avg"]
-    cleanup = result["cleanup_target_errors"]
+    cleanup = result.get("cleanup_target_errors", {"jobs": 0, "codes": {}})
     variants = ", ".join(f"{v} {n}" for v, n in jobs["by_variant"].items())
     injected = sum(faults["injected"].values())
     return [
@@ -83,7 +83,9 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("max stall (no event, not ended)", _stall(result)),
         (
             "re-drives (job.redriven)",
-            f"{redrives['events']} on {redrives['jobs']} jobs ({_counts(redrives['by_variant'])})",
+            f"{redrives['events']} on {redrives['jobs']} jobs ({_counts(redrives['by_variant'])});"
+            f" {redrives.get('after_a_kill_within_1s', '?')} of them had a worker SIGKILLed within 1 s after"
+            " their last event",
         ),
         ("dead letters", f"{result['dead_letters']['count']} ({_counts(result['dead_letters']['codes'])})"),
         (
@@ -120,7 +122,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     lines += [f"  [{'ok' if c['ok'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in result["checks"]]
     for job in result["jobs"]["not_ended"]:
         lines.append(f"  not ended: {json.dumps(job)}")
-    for job in result["jobs"]["not_completed"]:
+    for job in result["jobs"].get("not_completed", []):
         lines.append(f"  {job['status']}: {job['id']} ({job['variant']}): {job['error']}")
     lines += ["", f"Logs: {result['logs']}", "PASSED" if result["passed"] else "FAILED"]
     return lines
@@ -182,6 +184,7 @@ def _one(result: dict[str, Any]) -> list[str]:
     ]
     for variant, counts in result["jobs"]["statuses"].items():
         lines.append(f"| {variant} | " + " | ".join(f"{counts.get(s, 0):,}" for s in names) + " |")
+    lines += _job_lists(result)
     lines += ["", "| check | result |", "|---|---|"]
     lines += [f"| {c['name']} | {'ok' if c['ok'] else 'FAILED'}: {c['detail']} |" for c in result["checks"]]
     lines += [
@@ -190,6 +193,34 @@ def _one(result: dict[str, Any]) -> list[str]:
         f" load average at start {machine['load_avg_at_start']}, during the run {result['load_avg']}.",
         "",
     ]
+    return lines
+
+
+def _job_lists(result: dict[str, Any]) -> list[str]:
+    """The jobs that did not complete, and the re-driven ones, one line each."""
+    lines = []
+    failed = result["jobs"].get("not_completed", []) + result["jobs"]["not_ended"]
+    if failed:
+        lines += ["", "Jobs that did not complete:", ""]
+        lines += [
+            f"- `{j['id']}` ({j['variant']}) {j['status']}: {(j['error'] or {}).get('message')}"
+            for j in failed
+        ]
+    detail = result["redrives"].get("detail", [])
+    if detail:
+        lines += [
+            "",
+            "Re-driven jobs (the last event before the re-drive; a worker or Redis SIGKILL after it):",
+            "",
+        ]
+        for j in detail:
+            b = j.get("before_redrive", {})
+            lines.append(
+                f"- `{j['id']}` ({j['variant']}, {j['status']}): after `{b.get('last_event')}`,"
+                f" re-driven {b.get('redriven_after_s')} s later;"
+                f" worker killed {_s(b.get('worker_kill_after_s'))} after it,"
+                f" Redis killed {_s(b.get('redis_kill_after_s'))} after it"
+            )
     return lines
 
 
