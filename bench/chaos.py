@@ -29,7 +29,7 @@ import openai
 from bench import chaos_checks as checks
 from bench import report
 from bench.chaos_checks import Restart
-from bench.chaos_cluster import SOAK_ENV, Cluster
+from bench.chaos_cluster import SOAK_ENV, Cluster, beat_sweeps
 from bench.chaos_load import WEIGHTS, Submitter, make_shared, plan, variants
 from bench.chaos_orphans import Timeline, orphans
 from bench.chaos_report import summary_lines
@@ -99,7 +99,13 @@ class Soak:
         self.jobs = Jobs(settings, celery=create_app(settings))
         self.api = openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=5)
         self.events = EventLog(Jobs(settings, celery=create_app(settings)))
-        self.monitor = Monitor(make_store(settings))
+        queues = [
+            settings.queue_runs_active,
+            settings.queue_runs,
+            settings.queue_indexing,
+            settings.queue_maintenance,
+        ]
+        self.monitor = Monitor(make_store(settings), queues)
         self.faults = FaultRotator(emulator, FaultPlan(), args.seed)
         self.restarts: list[Restart] = []
         self.began = time.time()
@@ -152,6 +158,10 @@ class Soak:
                     say(f"chaos: SIGKILLed {kill.worker} (pid {kill.pid}); started {kill.replacement}")
             for worker in self.cluster.live_workers():
                 worker.ready()
+            for worker in self.cluster.replace_exited():
+                say(
+                    f"chaos: {worker.name} exited by itself (code {worker.proc.poll()}); started another"
+                )
             if now - last_note >= 10:
                 last_note = now
                 self._note(len(submitted), ended)
@@ -218,11 +228,12 @@ class Soak:
             "ended_twice": checks.ended_twice(trails),
             "runs_per_job": checks.runs_per_job(subs, records, counters),
             "orphans": orphans(subs, records, counters, self.api, self.emulator, timeline),
-            "sweeps": checks.sweeps(trails, subs, self.restarts, finished),
+            "sweeps": checks.sweeps(trails, subs, self.restarts, finished, beat_sweeps(self.args.logs)),
             "cleanup_target_errors": checks.cleanup_target_errors(records),
             "faults": _faults(counters),
             "uploads_twice": {n: c for n, c in counters.get("uploads_per_filename", {}).items() if c > 1},
             "load_avg": _load(self.monitor.samples),
+            "peak_queue_lengths": self.monitor.peak_queues(),
             "logs": str(self.args.logs),
         }
         found = checks.checks(result)
@@ -238,6 +249,7 @@ class Soak:
             "workers": self.cluster.worker_facts(),
             "beat_alive": bool(self.cluster.beat and self.cluster.beat.poll() is None),
             "exited_on_their_own": self._self_exits(),
+            "replaced_after_exiting": self.cluster.exited,
         }
 
     def _dump(self, records: dict[str, JobRecord | None], trails: dict[str, Trail]) -> None:
@@ -258,10 +270,17 @@ class Soak:
             "fault_windows": self.faults.windows,
         }
         (logs / "timeline.json").write_text(json.dumps(timeline, indent=1) + "\n")
+        with (logs / "samples.jsonl").open("w") as out:
+            for sample in self.monitor.samples:
+                out.write(json.dumps(sample) + "\n")
 
     def _self_exits(self) -> list[str]:
         killed = {k.worker for k in self.cluster.kills}
-        return [w.name for w in self.cluster.workers if w.name not in killed and not w.alive()]
+        return [
+            f"{w.name} (exit code {w.proc.poll()})"
+            for w in self.cluster.workers
+            if w.name not in killed and not w.alive()
+        ]
 
     def _settings(self) -> dict[str, Any]:
         args = self.args

@@ -233,9 +233,11 @@ def sweeps(
     submitted: Mapping[str, Submitted],
     restarts: Sequence[Restart],
     until: float,
+    beat: Mapping[str, Sequence[float]],
 ) -> dict[str, Any]:
-    """Clean-up jobs beat submitted (those the soak did not): how many in all, how many after each Redis
-    restart (up to the next kill) and the first one's delay, and any stuck."""
+    """Clean-up jobs beat's sweeps made (those the soak did not submit): how many in all; after each Redis
+    restart (up to the next kill) how many beat sent, how many expired in the queue unrun, how many became
+    jobs and the first one's delay; and any sweep job stuck."""
     sweep_trails = {j: t for j, t in trails.items() if t.kind == "cleanup" and j not in submitted}
     queued = sorted((t.events[0][0], j) for j, t in sweep_trails.items() if t.events)
     after = []
@@ -244,13 +246,21 @@ def sweeps(
         fired = [at for at, _ in queued if r.started_at <= at < end]
         after.append(
             {
+                "beat_sent": sum(1 for at in beat.get("sent", ()) if r.started_at <= at < end),
+                "expired_unrun": sum(1 for at in beat.get("expired", ()) if r.started_at <= at < end),
                 "sweeps": len(fired),
                 "first_after_s": round(fired[0] - r.started_at, 2) if fired else None,
                 "window_s": round(end - r.started_at, 1),
             }
         )
     stuck = [j for at, j in queued if not sweep_trails[j].ends and at < until - STUCK_SWEEP_S]
-    return {"total": len(queued), "after_restart": after, "stuck": stuck}
+    return {
+        "total": len(queued),
+        "beat_sent": len(beat.get("sent", ())),
+        "expired_unrun": len(beat.get("expired", ())),
+        "after_restart": after,
+        "stuck": stuck,
+    }
 
 
 def checks(result: Mapping[str, Any]) -> list[Check]:
@@ -291,7 +301,11 @@ def checks(result: Mapping[str, Any]) -> list[Check]:
         Check(
             "sweeps fired after each Redis restart",
             all(a["sweeps"] > 0 for a in sw["after_restart"]),
-            f"sweeps after each restart: {[a['sweeps'] for a in sw['after_restart']]}",
+            "sweep jobs after each restart: "
+            + ", ".join(
+                f"{a['sweeps']} (beat sent {a['beat_sent']}, {a['expired_unrun']} expired unrun)"
+                for a in sw["after_restart"]
+            ),
         ),
         Check("no sweep stuck", not sw["stuck"], f"{len(sw['stuck'])} stuck"),
         Check(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,8 @@ class Cluster:
     redis: RedisServer = field(default_factory=RedisServer)
     workers: list[Worker] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
+    exited: dict[str, str] = field(default_factory=dict)
+    """Workers that exited by themselves, each with the one started in its place."""
     beat: subprocess.Popen[bytes] | None = None
 
     @property
@@ -161,6 +165,17 @@ class Cluster:
         self.kills.append(kill)
         return kill
 
+    def replace_exited(self) -> list[Worker]:
+        """Start a worker in place of each one that exited by itself (not killed here), as a supervisor
+        would; the ones that exited."""
+        killed = {k.worker for k in self.kills}
+        gone = [
+            w for w in self.workers if not w.alive() and w.name not in killed and w.name not in self.exited
+        ]
+        for worker in gone:
+            self.exited[worker.name] = self.start_worker().name
+        return gone
+
     def stop(self) -> None:
         """Stop every worker and the beat (warm shutdown, SIGKILL after 20 s), then Redis (and its data)."""
         procs = [w.proc for w in self.workers] + ([self.beat] if self.beat else [])
@@ -188,3 +203,31 @@ class Cluster:
             }
             for w in self.workers
         ]
+
+
+_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [^\]]*\] (.*)$", re.M)
+
+
+def _log_times(path: Path, text: str) -> list[float]:
+    """Unix times of the lines of Celery log ``path`` that contain ``text`` (its times are local)."""
+    if not path.exists():
+        return []
+    return [
+        datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for stamp, message in _LOG_LINE.findall(path.read_text(errors="replace"))
+        if text in message
+    ]
+
+
+def beat_sweeps(logs: Path) -> dict[str, list[float]]:
+    """When beat sent the jobs sweep (from its log), and when a worker discarded one that had expired in the
+    queue (its `expires` is the sweep's period) without running it (from the workers' logs)."""
+    expired = [
+        at
+        for log in sorted(logs.glob("worker-*.log"))
+        for at in _log_times(log, "Discarding revoked task: aj.cleanup.scheduled")
+    ]
+    return {
+        "sent": _log_times(logs / "beat.log", "Sending due task cleanup-jobs"),
+        "expired": sorted(expired),
+    }

@@ -23,7 +23,8 @@ def _restarts(result: dict[str, Any]) -> str:
             f" next job end {_s(r['next_job_end_after_s'])},"
             f" schedule drained {_s(r['schedule_drained_after_s'])}"
             f" (peak lag {r['peak_lag_after_s']:.1f} s),"
-            f" {s['sweeps']} sweeps after it (first {_s(s['first_after_s'])})"
+            f" {s['sweeps']} sweep jobs after it (first {_s(s['first_after_s'])};"
+            f" beat sent {s.get('beat_sent', '?')}, {s.get('expired_unrun', '?')} expired in the queue unrun)"
         )
     return "; ".join(rows) or "none"
 
@@ -96,7 +97,12 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
             ),
         ),
         ("orphan responses", _orphans(result)),
-        ("sweeps fired", f"{result['sweeps']['total']}"),
+        (
+            "sweeps",
+            f"beat sent {result['sweeps'].get('beat_sent', '?')}; {result['sweeps']['total']} became clean-up"
+            f" jobs, {result['sweeps'].get('expired_unrun', '?')} expired in the queue unrun",
+        ),
+        ("longest broker queues", _counts(result.get("peak_queue_lengths", {}))),
         (
             "clean-up jobs completed with a target's listing failed",
             f"{cleanup['jobs']} ({_counts(cleanup['codes'])})",

@@ -74,11 +74,13 @@ class EventLog(threading.Thread):
 
 
 class Monitor(threading.Thread):
-    """Samples, every second, the schedule's size, due entries and lag, and the machine's load average."""
+    """Samples, every second, the schedule's size, due entries and lag, the length of each broker queue and
+    the machine's load average."""
 
-    def __init__(self, store: Store, every: float = 1.0):
+    def __init__(self, store: Store, queues: list[str], every: float = 1.0):
         super().__init__(name="chaos-monitor", daemon=True)
         self.store = store
+        self.queues = queues
         self.every = every
         self.samples: list[dict[str, Any]] = []
         self.halt = threading.Event()
@@ -91,10 +93,18 @@ class Monitor(threading.Thread):
                     lag=self.store.schedule.lag(),
                     due=self.store.schedule.due(),
                     size=self.store.schedule.size(),
+                    # Read only: kombu owns these lists (default-priority messages sit under the queue's name).
+                    queues={q: int(self.store.redis.llen(q)) for q in self.queues},
                 )
             except DOWN:
                 sample["down"] = True
             self.samples.append(sample)
+
+    def peak_queues(self) -> dict[str, int]:
+        """The longest each broker queue got."""
+        return {
+            q: max((s["queues"][q] for s in self.samples if "queues" in s), default=0) for q in self.queues
+        }
 
 
 CREATE_PATHS = [
