@@ -159,9 +159,7 @@ class Soak:
             for worker in self.cluster.live_workers():
                 worker.ready()
             for worker in self.cluster.replace_exited():
-                say(
-                    f"chaos: {worker.name} exited by itself (code {worker.proc.poll()}); started another"
-                )
+                say(f"chaos: {worker.name} exited by itself (code {worker.proc.poll()}); started another")
             if now - last_note >= 10:
                 last_note = now
                 self._note(len(submitted), ended)

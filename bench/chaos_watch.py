@@ -93,7 +93,7 @@ class Monitor(threading.Thread):
                     lag=self.store.schedule.lag(),
                     due=self.store.schedule.due(),
                     size=self.store.schedule.size(),
-                    # Read only: kombu owns these lists (default-priority messages sit under the queue's name).
+                    # Read only: kombu owns these lists (default-priority messages are under the queue name).
                     queues={q: int(self.store.redis.llen(q)) for q in self.queues},
                 )
             except DOWN:
