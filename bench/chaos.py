@@ -200,7 +200,7 @@ class Soak:
         timeline = Timeline([k.at for k in self.cluster.kills], self.restarts, self.faults.window_at)
         dead = self.jobs.dead(1000)
         result: dict[str, Any] = {
-            "command": "python -m bench.chaos " + shlex.join(sys.argv[1:]),
+            "command": " ".join(["python -m bench.chaos", shlex.join(sys.argv[1:])]).strip(),
             "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": machine_facts(),
             "settings": self._settings(),

@@ -34,6 +34,10 @@ def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
 
 
+def _after(value: float | None) -> str:
+    return "none before the re-drive" if value is None else f"{value:.2f} s after it"
+
+
 def _s(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f} s"
 
@@ -122,7 +126,7 @@ def figures(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """The summary the soak prints when it ends."""
-    lines = ["", f"Chaos soak: {result['command']}", ""]
+    lines = ["", f"Chaos soak: {result['command'].strip()}", ""]
     lines += [f"  {name}: {value}" for name, value in figures(result)]
     lines += ["", "Checks:"]
     lines += [f"  [{'ok' if c['ok'] else 'FAILED'}] {c['name']}: {c['detail']}" for c in result["checks"]]
@@ -178,7 +182,7 @@ def _one(result: dict[str, Any]) -> list[str]:
     lines = [
         f"### {result['jobs']['total']:,} jobs, {result['measured_at']}: {verdict}",
         "",
-        f"Command: `{result['command']}`. Workers: {settings['workers']} x concurrency"
+        f"Command: `{result['command'].strip()}`. Workers: {settings['workers']} x concurrency"
         f" {settings['concurrency']}; seed {settings['seed']}.",
         "",
         "| figure | value |",
@@ -223,9 +227,9 @@ def _job_lists(result: dict[str, Any]) -> list[str]:
             b = j.get("before_redrive", {})
             lines.append(
                 f"- `{j['id']}` ({j['variant']}, {j['status']}): after `{b.get('last_event')}`,"
-                f" re-driven {b.get('redriven_after_s')} s later;"
-                f" worker killed {_s(b.get('worker_kill_after_s'))} after it,"
-                f" Redis killed {_s(b.get('redis_kill_after_s'))} after it"
+                f" re-driven {b.get('redriven_after_s')} s later; the next worker SIGKILL"
+                f" {_after(b.get('worker_kill_after_s'))}, the next Redis SIGKILL"
+                f" {_after(b.get('redis_kill_after_s'))}"
             )
     return lines
 
