@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full clean \
+.PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full chaos clean \
 	deploy-check deploy-smoke
 
 # uv installs the project's dependencies several times faster than pip (13 s against 31-61 s from a
@@ -98,6 +98,12 @@ deploy-check: $(STAMP)
 # and fails. ENGINE=podman picks Podman when both are installed.
 deploy-smoke: $(STAMP)
 	$(BIN)/python scripts/deploy_smoke.py $${ENGINE:+--engine $$ENGINE}
+
+# The chaos soak (not part of make test): 2,000 jobs while workers and Redis are SIGKILLed and the emulator
+# injects faults; writes bench/results/chaos.json and its RESULTS.md section, exits 1 when a check fails.
+# Options follow in CHAOS_ARGS, e.g. make chaos CHAOS_ARGS='--jobs 200'.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

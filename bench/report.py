@@ -1,5 +1,6 @@
-"""``bench/RESULTS.md``, regenerated from every results file present (S1-S4 and the indexing bench),
-with the command behind each table, the ratios and the goals; ``bench/ANALYSIS.md`` is appended as is."""
+"""``bench/RESULTS.md``, regenerated from every results file present (S1-S4, the indexing bench, the chaos
+soak), with the command behind each table, the ratios and the goals; ``bench/ANALYSIS.md`` is appended
+as is."""
 
 from __future__ import annotations
 
@@ -260,6 +261,9 @@ def render(out: Path) -> str:
             "",
         ]
         parts += [table(index), ""]
+    from bench.chaos_report import load_all, section
+
+    parts += section(load_all(out))
     analysis = Path(__file__).parent / "ANALYSIS.md"
     if analysis.exists():
         parts += [analysis.read_text().strip(), ""]

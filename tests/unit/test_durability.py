@@ -114,7 +114,9 @@ def test_a_real_server_is_read(redis_client: redis.Redis) -> None:
     assert (str(persistence["aof_enabled"]), memory["maxmemory_policy"], save) == ("1", "noeviction", "")
 
 
-def test_a_server_still_loading_its_data_is_judged_once_it_has_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_still_loading_its_data_is_judged_once_it_has_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given a Redis replaying its append-only file after a restart: it reports AOF off until it is done
     class Loading:
         reads = 0
