@@ -159,6 +159,16 @@ class Harness:
                 raise JobNotFound(job_id)
         return [r for r in found if r is not None]
 
+    def run_until_created(self, job_id: str) -> JobRecord:
+        """Step until the job's remote run or response exists and its first poll is on the schedule."""
+        self.run(
+            until=lambda: bool(
+                self.jobs.get(job_id).remote.get("response_id") or self.jobs.get(job_id).remote.get("run_id")
+            )
+        )
+        self.step()
+        return self.jobs.get(job_id)
+
     def submit_and_run(self, request: dict[str, Any]) -> JobRecord:
         """Submit one job and run it to its end."""
         ref = self.jobs.submit(request)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
+from pydantic import ValidationError
 
 from emulator.profile import Distribution, Profile
 from emulator.server import EmulatorHandle
@@ -137,3 +139,23 @@ def exists(fetch: Callable[[], object]) -> bool:
     except openai.NotFoundError:
         return False
     return True
+
+
+def errors_of(build: Callable[[], object]) -> list[dict[str, Any]]:
+    """The errors `build` raises, as pydantic reports them (without documentation urls)."""
+    with pytest.raises(ValidationError) as caught:
+        build()
+    return [dict(error) for error in caught.value.errors(include_url=False)]
+
+
+def only_error(build: Callable[[], object]) -> dict[str, Any]:
+    """The single error `build` raises."""
+    errors = errors_of(build)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def question(content: str = "What is the capital of France?", **fields: object) -> dict[str, object]:
+    """A run request on the responses backend (the default model), with ``fields`` added."""
+    message = {"role": "user", "content": content}
+    return {"kind": "run", "backend": "responses", "model": "gpt-4o", "messages": [message], **fields}

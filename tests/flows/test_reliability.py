@@ -9,34 +9,19 @@ from collections.abc import Callable
 import openai
 import pytest
 from harness import Harness
+from helpers import question
 
 from emulator.server import EmulatorHandle
-from schemas.job import JobRecord, JobStatus
+from schemas.job import JobStatus
 from tasks.assistants import beta
 from worker.app import create_app
 from worker.client import Jobs
 
 
-def question(**fields: object) -> dict[str, object]:
-    return {
-        "kind": "run",
-        "backend": "responses",
-        "model": "gpt-4o",
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        **fields,
-    }
-
-
-def started(harness: Harness, job_id: str) -> JobRecord:
-    """Step until the job's remote response exists."""
-    harness.run(until=lambda: bool(harness.jobs.get(job_id).remote.get("response_id")))
-    return harness.jobs.get(job_id)
-
-
 def test_a_running_job_whose_poll_was_lost_is_found_by_the_watchdog_and_finished(harness: Harness) -> None:
     # Given a running job whose poll entry was lost (as a Redis that lost its last writes would)
     ref = harness.jobs.submit(question())
-    started(harness, ref.id)
+    harness.run_until_created(ref.id)
     harness.store.schedule.remove(ref.id)
     # When a watchdog pass runs once the job has had no owner for a while
     harness.clock.advance(harness.settings.ownerless_after + 1)
@@ -84,7 +69,7 @@ def test_a_job_that_keeps_stalling_ends_failed_stalled_in_the_dead_letter_set(
     # Given a long response whose poll keeps getting lost
     emulator.update_profile(response_duration={"kind": "fixed", "value": 3600})
     ref = harness.jobs.submit(question())
-    started(harness, ref.id)
+    harness.run_until_created(ref.id)
     for _ in range(harness.settings.max_redrives + 1):
         harness.store.schedule.remove(ref.id)
         harness.clock.advance(harness.settings.ownerless_after + 1)

@@ -19,10 +19,11 @@ import pytest
 import redis
 from aiohttp import web
 from harness import Harness
+from helpers import question
 
 from devkit.redis_server import free_port
 from emulator.server import EmulatorHandle
-from schemas.job import JobRecord, JobStatus
+from schemas.job import JobStatus
 from worker.settings import Settings
 from worker.store.wakeups import AsyncWakeups, Wakeups
 from worker.webhooks import create_app
@@ -96,21 +97,6 @@ def receiver(watched: Harness) -> Iterator[Receiver]:
     loop.close()
 
 
-def question() -> dict[str, object]:
-    return {
-        "kind": "run",
-        "backend": "responses",
-        "model": "gpt-4o",
-        "messages": [{"role": "user", "content": "Hi"}],
-    }
-
-
-def started(harness: Harness, job_id: str) -> JobRecord:
-    harness.run(until=lambda: bool(harness.jobs.get(job_id).remote.get("response_id")))
-    harness.step()
-    return harness.jobs.get(job_id)
-
-
 def retrieves(emulator: EmulatorHandle) -> int:
     return int(emulator.counters()["requests"].get("GET /v1/responses/{response_id}", 0))
 
@@ -120,7 +106,7 @@ def test_a_good_delivery_wakes_the_job_which_learns_its_end_with_one_retrieve(
 ) -> None:
     # Given a watched job whose response has just ended, its next poll 30 s away
     ref = watched.jobs.submit(question())
-    record = started(watched, ref.id)
+    record = watched.run_until_created(ref.id)
     assert watched.store.schedule.next_due_in() == pytest.approx(30, abs=1)
     watched.clock.advance(2)  # the emulator's response is done by now
     # When OpenAI's webhook arrives
@@ -141,7 +127,7 @@ def test_a_bad_stale_or_unsigned_delivery_is_refused_and_changes_nothing(
     watched: Harness, receiver: Receiver, tamper: str
 ) -> None:
     ref = watched.jobs.submit(question())
-    record = started(watched, ref.id)
+    record = watched.run_until_created(ref.id)
     due_before = watched.store.schedule.next_due_in()
     body = event(record.remote["response_id"])
     headers = signed(body)
@@ -163,7 +149,7 @@ def test_a_bad_stale_or_unsigned_delivery_is_refused_and_changes_nothing(
 
 def test_a_duplicate_delivery_has_one_effect(watched: Harness, receiver: Receiver) -> None:
     ref = watched.jobs.submit(question())
-    record = started(watched, ref.id)
+    record = watched.run_until_created(ref.id)
     body = event(record.remote["response_id"])
     headers = signed(body, delivery_id="wh_same")
     assert receiver.post(body, headers).json() == {"received": "woken"}
@@ -190,7 +176,7 @@ def test_events_out_of_order_or_twice_end_the_job_once(
     watched: Harness, receiver: Receiver, emulator: EmulatorHandle
 ) -> None:
     ref = watched.jobs.submit(question())
-    record = started(watched, ref.id)
+    record = watched.run_until_created(ref.id)
     watched.clock.advance(2)
     response_id = record.remote["response_id"]
     receiver.deliver(response_id, "response.completed")

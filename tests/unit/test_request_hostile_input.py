@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pydantic import ValidationError
+from helpers import only_error
 
 from schemas.limits import INDEX_REQUEST_BYTES_MAX, JSON_DEPTH_MAX, MESSAGES_MAX, REQUEST_BYTES_MAX
 from schemas.requests import RunRequest, ToolOutputsRequest, json_schemas, parse_request
@@ -21,20 +21,6 @@ NUL_REASON = "NUL is refused in every string"
 SURROGATE_REASON = "a lone UTF-16 surrogate cannot be encoded as UTF-8"
 CONTROL_REASON = "control characters are refused in ids, names, paths and keys"
 URL_REASON = "ids go into URL paths, so whitespace, /, \\, ?, # and % are refused in them"
-
-
-def errors_of(build: Callable[[], object]) -> list[dict[str, Any]]:
-    """The errors `build` raises, as pydantic reports them (without documentation urls)."""
-    with pytest.raises(ValidationError) as caught:
-        build()
-    return [dict(error) for error in caught.value.errors(include_url=False)]
-
-
-def only_error(build: Callable[[], object]) -> dict[str, Any]:
-    """The single error `build` raises."""
-    errors = errors_of(build)
-    assert len(errors) == 1, errors
-    return errors[0]
 
 
 def run(**fields: Any) -> dict[str, Any]:

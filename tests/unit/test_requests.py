@@ -1,12 +1,11 @@
 """Job request models: what a producer may submit, and the errors it sees when it gets one wrong."""
 
 import json
-from collections.abc import Callable
 from typing import Any, get_args
 
 import jsonschema
 import pytest
-from helpers import OPENAPI
+from helpers import OPENAPI, errors_of, only_error
 from pydantic import BaseModel, ValidationError
 
 from schemas.context import STORED
@@ -34,20 +33,6 @@ from schemas.requests import (
     parse_request,
     path_problem,
 )
-
-
-def errors_of(build: Callable[[], object]) -> list[dict[str, Any]]:
-    """The errors `build` raises, as pydantic reports them (without documentation urls)."""
-    with pytest.raises(ValidationError) as caught:
-        build()
-    return [dict(error) for error in caught.value.errors(include_url=False)]
-
-
-def only_error(build: Callable[[], object]) -> dict[str, Any]:
-    """The single error `build` raises."""
-    errors = errors_of(build)
-    assert len(errors) == 1, errors
-    return errors[0]
 
 
 def function_tool(name: str = "lookup") -> dict[str, Any]:
