@@ -231,3 +231,45 @@ def new_thread(backend: str, api: openai.OpenAI) -> NewThread:
         return {"conversation_id": api.conversations.create().id}
 
     return make
+
+
+@pytest.fixture
+def beat(
+    env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], Path]]]:
+    """Factory: ``beat(name, extra_env)`` starts ``celery beat`` with the app's scheduler; its process and
+    log file. All stop at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"beat-{name}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "beat",
+            "--loglevel=INFO",
+            f"--logfile={log}",
+        ]
+        with (tmp_path / f"beat-{name}.out").open("wb") as output:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**env, **(extra_env or {})},
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(proc)
+        return proc, log
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from helpers import ROOT, WorkerProcess
+from helpers import WorkerProcess
 
 from schemas.job import JobKind
 from worker.client import Jobs
@@ -25,33 +23,6 @@ BEAT_ENV = {
 }
 
 
-@pytest.fixture
-def beat(
-    env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[str], tuple[subprocess.Popen[bytes], Path]]]:
-    """Factory: ``beat(name)`` starts ``celery beat`` with the app's scheduler; all stop at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str) -> tuple[subprocess.Popen[bytes], Path]:
-        log = tmp_path / f"beat-{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "beat",
-               "--loglevel=INFO", f"--logfile={log}"]  # fmt: skip
-        with (tmp_path / f"beat-{name}.out").open("wb") as output:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **BEAT_ENV}, start_new_session=True,
-                                    stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-        started.append(proc)
-        return proc, log
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 def sweeps(jobs: Jobs, since: float = 0.0) -> Counter[str]:
     """Clean-up jobs submitted at or after ``since``, counted by their targets."""
     fired: Counter[str] = Counter()
@@ -64,12 +35,12 @@ def sweeps(jobs: Jobs, since: float = 0.0) -> Counter[str]:
 def test_two_beats_fire_each_sweep_once_a_period(
     jobs: Jobs,
     worker: Callable[..., WorkerProcess],
-    beat: Callable[[str], tuple[subprocess.Popen[bytes], Path]],
+    beat: Callable[..., tuple[subprocess.Popen[bytes], Path]],
 ) -> None:
     # Given a worker and two beat processes on one Redis, sweeps every 2 s, up and firing (start-up on
     # a loaded host takes seconds, so the window opens at the first sweep, not at the launch)
     worker()
-    (_, log_a), (_, log_b) = beat("a"), beat("b")
+    (_, log_a), (_, log_b) = beat("a", BEAT_ENV), beat("b", BEAT_ENV)
     deadline = time.monotonic() + 60
     while not sweeps(jobs) and time.monotonic() < deadline:
         time.sleep(0.2)

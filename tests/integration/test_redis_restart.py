@@ -4,14 +4,13 @@ again on its port and data, and nobody restarts a process by hand."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from helpers import ROOT, WorkerProcess, wait_for
+from helpers import WorkerProcess, wait_for
 
 from devkit.redis_server import RedisServer, redis_server
 from emulator.server import EmulatorHandle
@@ -50,40 +49,10 @@ def store(aof_redis: RedisServer) -> Iterator[Store]:
 
 @pytest.fixture
 def beats(
-    env: dict[str, str], aof_redis: RedisServer, tmp_path: Path
-) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
-    """Two ``celery beat`` processes (the app's scheduler) on the AOF Redis; stopped at teardown."""
-    started = []
-    for name in ("a", "b"):
-        log = tmp_path / f"beat-{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel=INFO",
-            f"--logfile={log}",
-        ]
-        with (tmp_path / f"beat-{name}.out").open("wb") as output:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env={**env, **BEAT_ENV, "AJ_REDIS_URL": aof_redis.url},
-                start_new_session=True,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        started.append((proc, log))
-    yield started
-    for proc, _ in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    beat: Callable[..., tuple[subprocess.Popen[bytes], Path]], aof_redis: RedisServer
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """Two beats (the app's scheduler) on the AOF Redis."""
+    return [beat(name, {**BEAT_ENV, "AJ_REDIS_URL": aof_redis.url}) for name in ("a", "b")]
 
 
 def sweeps_since(store: Store, since: float) -> int:
