@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +10,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from emulator import (
+    admin,
+    assistants,
+    conversations,
+    files,
+    messages,
+    responses,
+    runs,
+    threads,
+    vector_store_files,
+    vector_stores,
+    webhook_admin,
+)
 from emulator.counters import Counters
 from emulator.errors import ApiError, api_error_handler, http_error_handler
 from emulator.faults import FaultInjector
@@ -20,33 +32,24 @@ from emulator.ratelimits import RateLimits
 from emulator.state import Store
 from emulator.webhooks import WebhookDispatcher
 
-# Each module exposes ROUTES; the order matters only where paths overlap (static before parameters).
+# Each module's ROUTES; the order matters only where paths overlap (static before parameters).
 ROUTE_MODULES = (
-    "admin",
-    "webhook_admin",
-    "assistants",
-    "threads",
-    "messages",
-    "runs",
-    "files",
-    "vector_stores",
-    "vector_store_files",
-    "responses",
-    "conversations",
+    admin,
+    webhook_admin,
+    assistants,
+    threads,
+    messages,
+    runs,
+    files,
+    vector_stores,
+    vector_store_files,
+    responses,
+    conversations,
 )
 
 
 def _routes() -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(f"emulator.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"emulator.{name}":
-                raise
-            continue
-        routes.extend(module.ROUTES)
-    return routes
+    return [route for module in ROUTE_MODULES for route in module.ROUTES]
 
 
 def create_app(profile: Profile, api_key: str | None = None) -> Starlette:
