@@ -14,7 +14,7 @@ from helpers import ROOT
 from packaging.requirements import Requirement
 
 RUNTIME_PACKAGES = {"schemas", "tasks", "worker"}
-EMULATOR_ONLY = {"python-multipart", "starlette", "uvicorn"}
+EMULATOR_ONLY = {"httptools", "python-multipart", "starlette", "uvicorn"}
 # What never belongs in a build's source: environments, caches, earlier builds, benchmark output.
 NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv", "*cache*", "*.egg-info", "build", "dist", "results", ".demo-logs", "__pycache__"
