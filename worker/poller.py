@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 
 from worker.backoff import PollPolicy, error_delay, policy_of
+from worker.connections import async_redis_client
 from worker.openai_client import api_base, auth_headers
 from worker.polls import BatchPoll, Entry, RunPoll, TaskDue
 from worker.settings import Settings
@@ -143,7 +143,7 @@ class Poller:
     async def session(self) -> AsyncIterator[PollSession]:
         """The loop's connections (Redis, the hot-path HTTP session) for as long as the block runs."""
         s = self.settings
-        client = aioredis.Redis.from_url(s.redis_url, socket_timeout=30, health_check_interval=15)
+        client = async_redis_client(s)
         connector = aiohttp.TCPConnector(limit=s.poll_concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=s.openai_timeout)
         try:
