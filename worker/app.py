@@ -107,11 +107,13 @@ class PollerStep(bootsteps.StartStopStep):
         app = parent.app
         settings = get_settings()
         watchdog = Watchdog(store(), settings, kombu_backlog(app.connection_for_write))
+        store().schedule.migrate()  # entries an earlier release left in its one set, into their kinds' sets
         self.poller = Poller(
             settings,
             lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
             handlers={RunPoll: poll_run, BatchPoll: poll_batches},
             periodic=watchdog.run,
+            name=parent.hostname,
         )
         self.poller.start()
 

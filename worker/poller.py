@@ -106,8 +106,11 @@ class Poller:
         handlers: Mapping[type[Entry], Handler],
         *,
         periodic: Callable[[], object] | None = None,
+        name: str = "",
     ):
         self.settings = settings
+        self.name = name
+        """The worker's node name, under which this loop's claims are counted (`Schedule.claims`)."""
         self.send = send
         self.handlers: dict[type[Entry], Handler] = {TaskDue: send_when_due, **handlers}
         self.periodic = periodic
@@ -151,7 +154,9 @@ class Poller:
                 connector=connector, timeout=timeout, headers=auth_headers(s), raise_for_status=False
             ) as http:
                 yield PollSession(
-                    self, PollContext(http, api_base(s), policy_of(s), s), AsyncSchedule(client)
+                    self,
+                    PollContext(http, api_base(s), policy_of(s), s),
+                    AsyncSchedule(client, s.poll_kinds, self.name),
                 )
         finally:
             await client.aclose()
