@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis._parsers.base import BaseParser
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
@@ -38,6 +39,20 @@ HEALTH_CHECK_S = 15
 """An idle pooled connection is PINGed before it is used again after this many seconds."""
 SENTINEL_PORT = 26379
 """A sentinel's port when its URL names none."""
+
+
+class NoReplicasError(redis.ConnectionError):
+    """The primary refuses writes for now: fewer replicas acknowledge it than ``min-replicas-to-write`` asks
+    (just after a failover, before a replica follows the new primary; or a primary cut off from its
+    replicas). A Redis that cannot write is, for every caller, a Redis away for a moment."""
+
+
+# Registered in redis-py's table of error replies (every parser, sync and asyncio, reads it), so every retry
+# path that rides out a Redis restart rides this out too: redis-py's own retry, kombu's reconnect (a
+# ResponseError there ends a worker: "Unrecoverable error"), tasks' autoretry, beat's outage handling. Redis
+# 7 replies NOREPLICAS from inside a script as well; 6.2 wraps it in a script error, which stays a
+# ResponseError (a task that meets it is re-driven by the watchdog instead of retried).
+BaseParser.EXCEPTION_CLASSES.setdefault("NOREPLICAS", NoReplicasError)
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,32 @@ def direct_url(s: Settings, url: str) -> str:
     return "rediss://" + url.removeprefix("redis://") if s.redis_tls and url.startswith("redis://") else url
 
 
+class SentinelPrimary(redis.Redis):
+    """A client of a Sentinel group's primary, which closes its connections to the sentinels with its own."""
+
+    manager: Sentinel | None = None
+    """The Sentinel client that found the primary."""
+
+    def close(self) -> None:
+        """Close the primary's connections and the sentinels'."""
+        super().close()
+        if self.manager is not None:
+            self.manager.close()
+
+
+class AsyncSentinelPrimary(aioredis.Redis):
+    """The asyncio twin of `SentinelPrimary`."""
+
+    manager: AsyncSentinel | None = None
+    """The Sentinel client that found the primary."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the primary's connections and the sentinels'."""
+        await super().aclose(close_connection_pool)
+        if self.manager is not None:
+            await self.manager.aclose()
+
+
 def redis_client(s: Settings, url: str | None = None, **overrides: Any) -> redis.Redis:
     """A client of the Redis at ``url`` (the store's when None), a Sentinel group's primary included."""
     url = url or s.redis_url
@@ -137,9 +178,14 @@ def redis_client(s: Settings, url: str | None = None, **overrides: Any) -> redis
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         group.sentinels, sentinel_kwargs=sentinel_options(s), **options
     )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        str(s.redis_sentinel_master), db=group.db, username=group.username, password=group.password
+    client: SentinelPrimary = sentinel.master_for(  # type: ignore[no-untyped-call]
+        str(s.redis_sentinel_master),
+        redis_class=SentinelPrimary,
+        db=group.db,
+        username=group.username,
+        password=group.password,
     )
+    client.manager = sentinel
     return client
 
 
@@ -151,13 +197,18 @@ def async_redis_client(s: Settings, url: str | None = None, **overrides: Any) ->
         return aioredis.Redis.from_url(direct_url(s, url), **options)
     group = sentinel_group(url)
     if uses_tls(s, url):
-        options["ssl"] = True  # the Sentinel pool's switch to TLS connections
+        options["ssl"] = True
     sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
         group.sentinels, sentinel_kwargs=sentinel_options(s), **options
     )
-    client: aioredis.Redis = sentinel.master_for(
-        str(s.redis_sentinel_master), db=group.db, username=group.username, password=group.password
+    client: AsyncSentinelPrimary = sentinel.master_for(
+        str(s.redis_sentinel_master),
+        redis_class=AsyncSentinelPrimary,
+        db=group.db,
+        username=group.username,
+        password=group.password,
     )
+    client.manager = sentinel
     return client
 
 

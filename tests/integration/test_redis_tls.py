@@ -7,42 +7,24 @@ yes``), with certificates the test makes with openssl; skipped where that binary
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
-import hmac
-import os
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
-from aiohttp.test_utils import TestClient, TestServer
-from flower.utils.broker import Broker
 from helpers import WorkerProcess
-from pydantic import SecretStr
-from redbeat.schedulers import get_redis
+from probes import PROBES, configure, forget_settings, store
 from topologies import Certificates, make_certificates, tls_redis
 
 from devkit.redis_server import RedisServer
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
-from worker import broker as broker_module
 from worker import settings as settings_module
 from worker.app import create_app
 from worker.client import Jobs
-from worker.connections import make_store
-from worker.poller import Poller
 from worker.settings import Settings
-from worker.watchdog import kombu_backlog
-from worker.webhooks import create_app as create_receiver
 
 pytestmark = pytest.mark.timeout(180)
-
-SECRET = "whsec_" + base64.b64encode(b"assistant-jobs-tls-test-secret!!").decode()
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +44,7 @@ def server(certs: Certificates) -> Iterator[RedisServer]:
 def fresh_settings() -> Iterator[None]:
     """Settings read again in each test, forgotten after it (the quarantine reads them as a worker would)."""
     yield
-    settings_module.get_settings.cache_clear()
-    broker_module.quarantine_at.cache_clear()
-
-
-def configure(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
-    """Make ``env`` this process's settings, and nothing else."""
-    for name in [n for n in os.environ if n.startswith(("AJ_", "OPENAI_"))]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings_module.get_settings.cache_clear()
-    broker_module.quarantine_at.cache_clear()
-    return settings_module.get_settings()
+    forget_settings()
 
 
 def tls_settings(
@@ -83,104 +53,6 @@ def tls_settings(
     """Settings for ``server`` with the certificates' CA and client certificate (``extra`` over them)."""
     env = {"AJ_REDIS_URL": server.url, "OPENAI_API_KEY": "sk-test", **certs.settings_env(), **extra}
     return configure(monkeypatch, env)
-
-
-# --- one probe per connection: each reaches Redis through the client that component builds ----------------
-def store(s: Settings) -> None:
-    """The job store (every task, the CLI, the exporter's census)."""
-    make_store(s).census()
-
-
-def producer(s: Settings) -> None:
-    """A producer's `Jobs`: the submit script on the store, the start message through the broker."""
-    jobs = Jobs(s, celery=create_app(s))
-    ref = jobs.submit({"kind": "cleanup", "targets": ["jobs"], "dry_run": True})
-    assert jobs.get(ref.id).status == JobStatus.QUEUED
-
-
-def broker(s: Settings) -> None:
-    """Celery's broker connection (kombu), as the worker's consumer and the watchdog open it."""
-    app = create_app(s)
-    assert kombu_backlog(app.connection_for_write)(s.queue_runs) >= 0
-
-
-def poll_loop(s: Settings) -> None:
-    """The poll loop's asyncio client."""
-
-    async def claim() -> None:
-        poller = Poller(s, lambda *_: None, handlers={})
-        async with poller.session() as session:
-            await session.tick()
-
-    asyncio.run(claim())
-
-
-def webhook_receiver(s: Settings) -> None:
-    """The webhook receiver's asyncio client: a signed delivery is acted on (200), not refused with 503."""
-
-    async def deliver() -> None:
-        app = create_receiver(s.model_copy(update={"webhook_secret": SecretStr(SECRET)}))
-        body = orjson.dumps({"id": "evt_1", "object": "event", "type": "response.completed",
-                             "created_at": int(time.time()), "data": {"id": "resp_unknown"}})  # fmt: skip
-        async with TestClient(TestServer(app)) as client:
-            answer = await client.post(s.webhook_path, data=body, headers=signed(body))
-            if answer.status != 200:  # the receiver logs why Redis was unreachable, and answers 503
-                raise RuntimeError(f"{answer.status} {await answer.text()}")
-
-    asyncio.run(deliver())
-
-
-def beat(s: Settings) -> None:
-    """Beat: redbeat's client, from redbeat_redis_url, redbeat_redis_options and redbeat_redis_use_ssl."""
-    get_redis(create_app(s)).ping()
-
-
-def flower(s: Settings) -> None:
-    """Flower's broker page: its own client, from the app's broker URL, transport options and TLS options."""
-    app = create_app(s)
-    with app.connection() as conn:
-        uri = conn.as_uri(include_password=True)
-    found = Broker(
-        uri, broker_options=app.conf.broker_transport_options, broker_use_ssl=app.conf.broker_use_ssl
-    )
-    assert asyncio.run(found.queues([s.queue_runs]))[0]["name"] == s.queue_runs
-
-
-def quarantine(s: Settings) -> None:
-    """The broker channel's quarantine list (on the store's Redis)."""
-    broker_module.quarantine_at(s.redis_url).list.held()
-
-
-def durability_check(s: Settings) -> None:
-    """The worker's start-up durability check (INFO on the client it builds)."""
-    from worker.connections import redis_client
-
-    redis_client(s, socket_timeout=5).info("persistence")
-
-
-PROBES: dict[str, Callable[[Settings], None]] = {
-    "store": store,
-    "producer": producer,
-    "broker": broker,
-    "poll loop": poll_loop,
-    "webhook receiver": webhook_receiver,
-    "beat": beat,
-    "flower": flower,
-    "quarantine": quarantine,
-    "durability check": durability_check,
-}
-
-
-def signed(body: bytes) -> dict[str, str]:
-    """Standard Webhooks headers for ``body``, signed with `SECRET`."""
-    delivery, at = f"wh_{uuid.uuid4().hex}", str(int(time.time()))
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{delivery}.{at}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": delivery,
-        "webhook-timestamp": at,
-        "webhook-signature": f"v1,{base64.b64encode(mac).decode()}",
-    }
 
 
 @pytest.mark.parametrize("connection", PROBES)
