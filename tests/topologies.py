@@ -174,14 +174,22 @@ class SentinelProcess:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.client = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.RedisError):
-                if self.client.ping():
+                if self.knows_the_group():
                     return
-            time.sleep(0.05)
+            time.sleep(0.1)
         self.stop()
-        raise RuntimeError("the sentinel did not start")
+        raise RuntimeError("the sentinel did not start, or never saw the primary and its replica")
+
+    def knows_the_group(self) -> bool:
+        """Whether the sentinel sees the primary up, with a replica, as clients will ask it."""
+        state = self.client.sentinel_master(MASTER_NAME)
+        return bool(
+            state.get("is_master") and not state.get("is_sdown") and not state.get("is_disconnected")
+            and int(state.get("num-slaves", 0)) >= 1
+        )  # fmt: skip
 
     def primary_port(self) -> int:
         """The port of the primary this sentinel names now."""

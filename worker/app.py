@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_init
 from kombu import Exchange, Queue
@@ -107,7 +108,10 @@ class PollerStep(bootsteps.StartStopStep):
         app = parent.app
         settings = get_settings()
         watchdog = Watchdog(store(), settings, kombu_backlog(app.connection_for_write))
-        store().schedule.migrate()  # entries an earlier release left in its one set, into their kinds' sets
+        try:
+            store().schedule.migrate()  # what an earlier release left in its one set, into the kinds' sets
+        except redis.RedisError as exc:  # the next worker to start moves them; the watchdog covers meanwhile
+            logging.getLogger(__name__).warning("could not move the old schedule's entries yet: %s", exc)
         self.poller = Poller(
             settings,
             lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
