@@ -84,7 +84,7 @@ KEDA_SCHEMA := deploy/kubernetes/keda/schema
 deploy-check: $(STAMP)
 	$(BIN)/hadolint deploy/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
-	$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
+	$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml deploy/kubernetes/webhooks/*.yaml
 	$(BIN)/check-jsonschema --schemafile $(KEDA_SCHEMA)/scaledobject.json deploy/kubernetes/keda/worker-*.yaml
 	$(BIN)/check-jsonschema --schemafile $(KEDA_SCHEMA)/triggerauthentication.json \
 		deploy/kubernetes/keda/trigger-authentication.yaml
