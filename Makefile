@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full clean \
-	deploy-check deploy-smoke
+	deploy-check deploy-smoke bench-redis
 
 # uv installs the project's dependencies several times faster than pip (13 s against 31-61 s from a
 # cold venv here); pip only fetches uv itself.
@@ -72,6 +72,11 @@ bench: $(STAMP) $(BENCH_STAMP)
 # The large sizes (under 30 minutes): S1 at 10,000 runs, the poll-policy frontier, the naive Celery ladder.
 bench-full: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.runner --full
+
+# Redis commands and Redis CPU per job of each kind (INFO commandstats and INFO cpu before and after), which
+# docs/scaling.md builds on; writes bench/results/redis_cost.json and bench/RESULTS.md (a few minutes).
+bench-redis: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.redis_cost
 
 # The deployment files (deploy/, docs/deploy.md), checked without a container engine: the Dockerfile's lint,
 # the compose file against the compose specification's JSON Schema, the Kubernetes manifests against the
