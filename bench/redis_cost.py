@@ -195,7 +195,7 @@ def start_worker(env: dict[str, str], log: Path) -> Any:
     return proc
 
 
-def measure(runs: int, indexes: int, cleanups: int, run_s: float) -> dict[str, Any]:
+def measure(runs: int, indexes: int, cleanups: int, run_s: float, long_run_s: float) -> dict[str, Any]:
     """Every kind's cost, with the emulator profile and settings used."""
     profile = {
         "seed": 5,
@@ -219,20 +219,24 @@ def measure(runs: int, indexes: int, cleanups: int, run_s: float) -> dict[str, A
         idle = {role: idle_rate(client, IDLE_S) for role, client in servers.items()}
         say(f"idle worker: {sum(idle['store'].calls.values()) + sum(idle['broker'].calls.values()):.0f} "
             "commands/s")  # fmt: skip
-        kinds: dict[str, Callable[[], list[dict[str, Any]]]] = {
-            "run": lambda: run_requests(runs),
-            "index": lambda: index_requests(indexes, folder),
-            "cleanup": lambda: cleanup_requests(cleanups),
+        kinds: dict[str, tuple[Callable[[], list[dict[str, Any]]], float | None]] = {
+            "run": (lambda: run_requests(runs), run_s),
+            "run (long)": (lambda: run_requests(runs if long_run_s else 0), long_run_s),
+            "index": (lambda: index_requests(indexes, folder), None),
+            "cleanup": (lambda: cleanup_requests(cleanups), None),
         }
-        rows = {
-            kind: measure_kind(kind, make(), jobs, servers, idle, timeout=600)
-            for kind, make in kinds.items()
-            if make()
-        }
-        polls = admin.counters()["requests"]
-        retrieves = int(polls.get("GET /v1/responses/{response_id}", 0))
-        if runs:
-            rows["run"]["retrieves_per_run"] = round(retrieves / runs, 2)
+        rows: dict[str, Any] = {}
+        for kind, (make, duration) in kinds.items():
+            requests = make()
+            if not requests:
+                continue
+            if duration is not None:
+                admin.update_profile(response_duration={"kind": "fixed", "value": duration})
+            admin.reset_counters()
+            rows[kind] = measure_kind(kind, requests, jobs, servers, idle, timeout=600)
+            if duration is not None:
+                retrieves = int(admin.counters()["requests"].get("GET /v1/responses/{response_id}", 0))
+                rows[kind].update(run_s=duration, retrieves_per_run=round(retrieves / len(requests), 2))
         return {
             "profile": profile,
             "settings": "Default settings (first poll at 1 s, x1.5, at most 2 s), one worker (concurrency 2)",
@@ -256,10 +260,20 @@ def table(result: dict[str, Any]) -> str:
             f"{broker['commands_per_job']}) | {row['cpu_ms_per_job']} ({store['cpu_ms_per_job']} + "
             f"{broker['cpu_ms_per_job']}) | {top} |"
         )
-    run = result["kinds"].get("run", {})
-    if "retrieves_per_run" in run:
-        lines += ["", f"Runs last {result['profile']['run_duration']['value']} s each and were polled "
-                      f"{run['retrieves_per_run']} times a run."]  # fmt: skip
+    short, long = result["kinds"].get("run"), result["kinds"].get("run (long)")
+    for row in (short, long):
+        if row:
+            lines.append(f"{'' if row is long else chr(10)}Runs of {row['run_s']:g} s were polled"
+                         f" {row['retrieves_per_run']} times a run.")  # fmt: skip
+    if short and long and long["retrieves_per_run"] > short["retrieves_per_run"]:
+        polls = long["retrieves_per_run"] - short["retrieves_per_run"]
+        per_poll = (long["commands_per_job"] - short["commands_per_job"]) / polls
+        cpu_per_poll = (long["cpu_ms_per_job"] - short["cpu_ms_per_job"]) / polls
+        fixed = short["cpu_ms_per_job"] - cpu_per_poll * short["retrieves_per_run"]
+        lines.append(
+            f"Each further poll of a run cost {per_poll:.1f} commands and {cpu_per_poll:.3f} ms of Redis CPU;"
+            f" what a run costs besides its polls, about {fixed:.2f} ms."
+        )
     idle, idle_cpu = result["idle_commands_per_s"], result["idle_cpu_ms_per_s"]
     lines += [
         "",
@@ -276,10 +290,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--indexes", type=int, default=40)
     parser.add_argument("--cleanups", type=int, default=40)
     parser.add_argument("--run-s", type=float, default=6.0, help="how long each run lasts")
+    parser.add_argument("--long-run-s", type=float, default=20.0, help="the long runs (0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     command = "python -m bench.redis_cost " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"command": command.strip(), **measure(args.runs, args.indexes, args.cleanups, args.run_s)}
+    result = {
+        "command": command.strip(),
+        **measure(args.runs, args.indexes, args.cleanups, args.run_s, args.long_run_s),
+    }
     write_result(args.out, "redis_cost", result)
     from bench.report import write
 
