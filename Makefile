@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full chaos clean \
-	deploy-check deploy-smoke
+	deploy-check deploy-smoke bench-redis
 
 # uv installs the project's dependencies several times faster than pip (13 s against 31-61 s from a
 # cold venv here); pip only fetches uv itself.
@@ -73,6 +73,11 @@ bench: $(STAMP) $(BENCH_STAMP)
 bench-full: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.runner --full
 
+# Redis commands and Redis CPU per job of each kind (INFO commandstats and INFO cpu before and after), which
+# docs/scaling.md builds on; writes bench/results/redis_cost.json and bench/RESULTS.md (a few minutes).
+bench-redis: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python -m bench.redis_cost
+
 # The deployment files (deploy/, docs/deploy.md), checked without a container engine: the Dockerfile's lint,
 # the compose file against the compose specification's JSON Schema, the Kubernetes manifests against the
 # API's schemas (strict: unknown fields fail), KEDA's resources against their vendored schemas, the systemd
@@ -84,7 +89,7 @@ KEDA_SCHEMA := deploy/kubernetes/keda/schema
 deploy-check: $(STAMP)
 	$(BIN)/hadolint deploy/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
-	$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
+	$(BIN)/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml deploy/kubernetes/webhooks/*.yaml
 	$(BIN)/check-jsonschema --schemafile $(KEDA_SCHEMA)/scaledobject.json deploy/kubernetes/keda/worker-*.yaml
 	$(BIN)/check-jsonschema --schemafile $(KEDA_SCHEMA)/triggerauthentication.json \
 		deploy/kubernetes/keda/trigger-authentication.yaml

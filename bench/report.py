@@ -264,6 +264,23 @@ def render(out: Path) -> str:
     from bench.chaos_report import load_all, section
 
     parts += section(load_all(out))
+    redis_cost = _load(out, "redis_cost")
+    if redis_cost:
+        from bench.redis_cost import table as redis_cost_table
+
+        parts += [
+            "## Redis cost per job (bench/redis_cost.py)",
+            "",
+            f"Command: `{redis_cost['command']}` (`make bench-redis`). {redis_cost['settings']}; the"
+            " store and the broker on two private redis-servers, their INFO commandstats and INFO cpu read"
+            " before and after each kind, the idle worker's own cost taken off. docs/scaling.md builds on"
+            " these figures.",
+            "",
+            redis_cost_table(redis_cost),
+            "",
+            f"Machine: {_machine(redis_cost)}.",
+            "",
+        ]
     analysis = Path(__file__).parent / "ANALYSIS.md"
     if analysis.exists():
         parts += [analysis.read_text().strip(), ""]

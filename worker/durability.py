@@ -16,12 +16,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from celery import bootsteps
 from kombu.utils.url import maybe_sanitize_url
 
+from worker.connections import redis_client
 from worker.settings import ConfigurationError, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def report(where: str, found: Assessment, required: bool) -> None:
 def redis_urls(s: Settings) -> dict[str, str]:
     """Each Redis a worker uses, by URL, with what it holds."""
     urls = {s.redis_url: "the job store"}
-    if urlsplit(s.broker).scheme in ("redis", "rediss"):
+    if s.broker_is_redis:
         urls[s.broker] = "the job store and the broker" if s.broker == s.redis_url else "the broker"
     return urls
 
@@ -152,7 +152,7 @@ def redis_urls(s: Settings) -> dict[str, str]:
 def check(s: Settings, required: bool) -> None:
     """Check each Redis of ``s`` once (see the module's docstring)."""
     for url, holds in redis_urls(s).items():
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis_client(s, url, socket_timeout=5)
         try:
             found = assess(*read_server(client))
         finally:

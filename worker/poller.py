@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 
 from worker.backoff import PollPolicy, error_delay, policy_of
+from worker.connections import async_redis_client
 from worker.openai_client import api_base, auth_headers
 from worker.polls import BatchPoll, Entry, RunPoll, TaskDue
 from worker.settings import Settings
@@ -106,8 +106,11 @@ class Poller:
         handlers: Mapping[type[Entry], Handler],
         *,
         periodic: Callable[[], object] | None = None,
+        name: str = "",
     ):
         self.settings = settings
+        self.name = name
+        """The worker's node name, under which this loop's claims are counted (`Schedule.claims`)."""
         self.send = send
         self.handlers: dict[type[Entry], Handler] = {TaskDue: send_when_due, **handlers}
         self.periodic = periodic
@@ -143,7 +146,7 @@ class Poller:
     async def session(self) -> AsyncIterator[PollSession]:
         """The loop's connections (Redis, the hot-path HTTP session) for as long as the block runs."""
         s = self.settings
-        client = aioredis.Redis.from_url(s.redis_url, socket_timeout=30, health_check_interval=15)
+        client = async_redis_client(s)
         connector = aiohttp.TCPConnector(limit=s.poll_concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=s.openai_timeout)
         try:
@@ -151,7 +154,9 @@ class Poller:
                 connector=connector, timeout=timeout, headers=auth_headers(s), raise_for_status=False
             ) as http:
                 yield PollSession(
-                    self, PollContext(http, api_base(s), policy_of(s), s), AsyncSchedule(client)
+                    self,
+                    PollContext(http, api_base(s), policy_of(s), s),
+                    AsyncSchedule(client, s.poll_kinds, self.name),
                 )
         finally:
             await client.aclose()

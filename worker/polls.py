@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from schemas.job import JobKind
+
 
 @dataclass(frozen=True, slots=True)
 class RunPoll:
@@ -72,6 +74,22 @@ class TaskDue:
 
 Entry = RunPoll | BatchPoll | TaskDue
 """Any schedule entry."""
+
+
+def kind_of(entry: Entry) -> JobKind:
+    """The kind of job an entry belongs to, which picks its schedule set: a run poll is a run's, a batch
+    poll an indexing job's, a task's the kind its name says (``aj.{kind}.{step}``: a job's tasks are its
+    kind's)."""
+    if isinstance(entry, RunPoll):
+        return JobKind.RUN
+    if isinstance(entry, BatchPoll):
+        return JobKind.INDEX
+    named = entry.task.split(".")
+    try:
+        return JobKind(named[1] if len(named) > 2 else "")
+    except ValueError:
+        raise ValueError(f"task {entry.task!r} names no job kind (aj.KIND.STEP)") from None
+
 
 _BY_OP: dict[str, type[Entry]] = {cls.op: cls for cls in (RunPoll, BatchPoll, TaskDue)}
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import os
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -25,6 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from schemas.job import JobKind
 from schemas.requests import RunBackend
 from worker import constants as c
 
@@ -32,6 +35,11 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
+"""The URL forms of a Redis: a server (plain, TLS, a socket) or a Sentinel group."""
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+"""The URL forms of a RabbitMQ broker."""
 
 # Whitespace and control characters: what an HTTP header value cannot hold.
 _HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -61,9 +69,37 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Where job records, events and the poll schedule live (``redis://``, ``rediss://`` or ``unix://``)."""
+    """Where job records, events, the poll schedule and beat's schedule live: ``redis://``, ``rediss://``
+    (TLS), ``unix://``, or a Sentinel group as ``sentinel://[:PASSWORD@]HOST:PORT/DB``, one per sentinel
+    joined by ``;`` (kombu's form; the password is the primary's, the group is `redis_sentinel_master`)."""
     broker_url: str | None = None
-    """Celery's broker; the Redis URL when unset (RabbitMQ works too: ``amqp://...``)."""
+    """Celery's broker; the Redis URL when unset. A Redis (any form `redis_url` takes, with the same TLS and
+    Sentinel settings) or RabbitMQ (``amqp://`` or ``amqps://``: records and events stay in Redis)."""
+    redis_sentinel_master: str | None = None
+    """The name of the Sentinel group (``sentinel monitor NAME ...``) a ``sentinel://`` URL's sentinels watch;
+    required with one."""
+    redis_sentinel_password: SecretStr | None = None
+    """The sentinels' own password (their ``requirepass``), when they have one; the primary's is the URL's."""
+    redis_tls: bool = False
+    """Speak TLS to Redis although the URL does not say so: for a ``sentinel://`` URL (to the sentinels and
+    the primary alike). A ``rediss://`` URL turns TLS on by itself."""
+    redis_tls_ca_file: str | None = None
+    """PEM file of the CA certificate(s) the Redis server's certificate must be signed by; the system's
+    trust store when unset. Used by every Redis connection: the store, the broker, the poll loop, beat,
+    Flower, the exporter, the webhook receiver, producers."""
+    redis_tls_cert_file: str | None = None
+    """PEM client certificate, for a Redis that asks clients for one (``tls-auth-clients yes``); needs
+    `redis_tls_key_file`."""
+    redis_tls_key_file: str | None = None
+    """The client certificate's private key (PEM)."""
+    redis_tls_verify: Literal["required", "optional", "none"] = "required"
+    """How the Redis server's certificate is checked: ``required``, signed by the CA and naming the host
+    connected to; ``optional``, signed by the CA, whatever name it holds (Sentinel hands out addresses that
+    a certificate may not name); ``none``, not at all (encrypted but unauthenticated: a test bench only)."""
+    broker_quorum_queues: bool = False
+    """With a RabbitMQ broker: declare the four queues as quorum queues (replicated across a RabbitMQ
+    cluster, so a node's loss loses no message) instead of classic ones. A queue keeps the type it was
+    first declared with: delete it (drained) before switching."""
     result_ttl: int = Field(c.RESULT_TTL_S, gt=0)
     """Seconds an ended job's record and index entries are kept."""
     idempotency_ttl: int = Field(c.IDEMPOTENCY_TTL_S, gt=0)
@@ -92,6 +128,10 @@ class Settings(BaseSettings):
     """Seconds a poll loop holds a claimed poll; one whose worker died falls due again after this."""
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
+    poll_kinds: list[JobKind] = Field(default_factory=lambda: list(JobKind), min_length=1)
+    """The job kinds whose schedule entries this worker's poll loop claims (their polls, deferred steps and
+    the outbox's sends), as a JSON list: ``["run"]`` on workers of the run queues, ``["index", "cleanup"]``
+    on those of the indexing and maintenance queues. Every kind must be claimed by some running worker."""
     run_backend: RunBackend = RunBackend.RESPONSES
     """The run backend of a request that names none: ``responses`` (background responses, the live API);
     ``assistants`` is for servers that still speak the Assistants API, and code written for it."""
@@ -202,8 +242,32 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise PydanticCustomError("url_scheme", "must start with redis://, rediss:// or unix://")
+        if not value.startswith(REDIS_SCHEMES):
+            raise PydanticCustomError(
+                "url_scheme", "must start with redis://, rediss://, unix:// or sentinel://"
+            )
+        if value.startswith("sentinel://") and any(
+            not part.startswith("sentinel://") or not urlsplit(part).hostname for part in value.split(";")
+        ):
+            raise PydanticCustomError(
+                "sentinel_url", "must list sentinels as sentinel://HOST:PORT/DB, joined by ';'"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith((*REDIS_SCHEMES, *AMQP_SCHEMES)):
+            raise PydanticCustomError(
+                "url_scheme", "must be a Redis URL (as AJ_REDIS_URL takes) or amqp:// / amqps:// (RabbitMQ)"
+            )
+        return value
+
+    @field_validator("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise PydanticCustomError("tls_file", "must name a readable PEM file")
         return value
 
     @field_validator("openai_api_key")
@@ -259,6 +323,7 @@ class Settings(BaseSettings):
             problems.append(
                 ("task_soft_time_limit", f"must be below AJ_TASK_TIME_LIMIT ({self.task_time_limit})")
             )
+        problems.extend(self._redis_problems())
         if problems:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -273,10 +338,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    def _redis_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        sentinel = any(u.startswith("sentinel://") for u in (self.redis_url, self.broker))
+        if sentinel and not self.redis_sentinel_master:
+            problems.append(("redis_sentinel_master", "must be set with a sentinel:// URL"))
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            field = "redis_tls_key_file" if self.redis_tls_cert_file else "redis_tls_cert_file"
+            problems.append((field, "must be set with the other of AJ_REDIS_TLS_CERT_FILE / _KEY_FILE"))
+        return problems
+
     @property
     def broker(self) -> str:
         """The broker URL in force."""
         return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """Whether the broker is a Redis (or a Sentinel group), rather than RabbitMQ."""
+        return self.broker.startswith(REDIS_SCHEMES)
 
 
 class ConfigurationError(SystemExit):

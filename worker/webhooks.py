@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from openai import InvalidWebhookSignatureError
 
+from worker.connections import async_redis_client
 from worker.settings import ConfigurationError, Settings
 from worker.store.wakeups import AsyncWakeups
 
@@ -101,9 +102,7 @@ async def health(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, client: aioredis.Redis | None = None) -> web.Application:
     """The receiver's aiohttp application on ``client`` (a client for ``settings.redis_url`` when None)."""
-    client = client or aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=10, health_check_interval=15
-    )
+    client = client or async_redis_client(settings, socket_timeout=10)
     wakeups = AsyncWakeups(client, dedupe_s=settings.webhook_dedupe_ttl, early_s=EARLY_EVENT_S)
     receiver = Receiver(settings, wakeups)
     app = web.Application(client_max_size=1024 * 1024)

@@ -34,7 +34,9 @@ from scripts.verify_units import verify
 from worker.settings import Settings
 
 ANY_SECRET = {"REDIS_PASSWORD": "x", "FLOWER_PASSWORD": "x"}
-WORKERS = ("worker-runs", "worker-indexing")
+WORKERS = ("worker-runs", "worker-active", "worker-indexing")
+AUTOSCALED = ("worker-runs", "worker-indexing")
+"""The workers KEDA scales (the one serving runs.active alone is one or two by hand)."""
 SECRET_NAMES = {"OPENAI_API_KEY", "AJ_FLOWER_PASSWORD", "REDIS_PASSWORD", "REDISCLI_AUTH"}
 
 
@@ -150,10 +152,54 @@ def test_the_workers_serve_every_queue_and_the_deployments_agree_on_their_comman
     assert sorted(map(sorted, systemd_queues)) == sorted(sorted(queues_of(a)) for a in compose_argv.values())
 
 
+def test_each_worker_polls_the_kinds_of_its_queues_and_every_kind_is_polled() -> None:
+    # Given each worker's queues and AJ_POLL_KINDS, in compose, Kubernetes and the systemd instances' files
+    s = effective({})
+    kinds_of_queue = {
+        s.queue_runs_active: {"run"}, s.queue_runs: {"run"}, s.queue_indexing: {"index"},
+        s.queue_maintenance: {"cleanup"},
+    }  # fmt: skip
+    services = compose_services(ANY_SECRET)
+    workers = [(services[n].argv, services[n].env) for n in WORKERS]
+    workers += [(c["args"], k8s_env(c)) for n, c in deployments().items() if n in WORKERS]
+    for f in SYSTEMD.glob("worker-*.env"):
+        values = read_environment_file(f)
+        workers.append((["-Q", values["WORKER_QUEUES"]], values))
+    polled: set[str] = set()
+    for argv, env in workers:
+        kinds = {k.value for k in effective(env).poll_kinds}
+        # Then each polls exactly the kinds whose messages it serves (an indexing worker never polls runs)
+        assert kinds == set().union(*(kinds_of_queue[q] for q in queues_of(argv))), (argv, env)
+        polled |= kinds
+    # and together they poll every kind
+    assert polled == {"run", "index", "cleanup"}
+
+
+def test_replicated_redis_settings_guard_against_losing_acknowledged_writes() -> None:
+    # Given the directives for a Redis with replicas, and the single Redis's configuration
+    replication = {line.split(None, 1)[0]: line.split(None, 1)[1].strip()
+                   for line in (DEPLOY / "redis-replication.conf").read_text().splitlines()
+                   if line.strip() and not line.startswith("#")}  # fmt: skip
+    # Then a primary without an acknowledging replica stops taking writes (an asynchronous failover would
+    # otherwise lose what it acknowledged meanwhile)...
+    assert int(replication["min-replicas-to-write"]) >= 1
+    assert 0 < int(replication["min-replicas-max-lag"]) <= 10
+    # ...and the one-node Redis has no such directive: it would refuse every write
+    for text in ((DEPLOY / "redis.conf").read_text(), _k8s_redis_conf()):
+        assert "min-replicas-to-write" not in text
+    # and the sentinel watches the group the settings name in the docs
+    assert "sentinel monitor assistant-jobs " in (DEPLOY / "sentinel.conf").read_text()
+
+
+def _k8s_redis_conf() -> str:
+    conf = next(d for d in manifests() if d["kind"] == "ConfigMap" and "redis.conf" in d.get("data", {}))
+    return str(conf["data"]["redis.conf"])
+
+
 def test_autoscalers_watch_the_lists_of_the_queues_their_deployment_serves() -> None:
     # Given each KEDA ScaledObject and the Deployment it scales
     scaled = [d for d in manifests() if d["kind"] == "ScaledObject"]
-    assert {d["spec"]["scaleTargetRef"]["name"] for d in scaled} == set(WORKERS)
+    assert {d["spec"]["scaleTargetRef"]["name"] for d in scaled} == set(AUTOSCALED)
     for d in scaled:
         lists = {t["metadata"]["listName"] for t in d["spec"]["triggers"] if t["type"] == "redis"}
         # Then it reads the lengths of exactly those queues (Celery's Redis lists), and never scales to zero

@@ -53,6 +53,7 @@ SECRETS = {
     "REDIS_PASSWORD": "redis-secret-for-the-test",
     "FLOWER_PASSWORD": "flower-secret-for-the-test",
     "OPENAI_API_KEY": "sk-test",
+    "OPENAI_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"deploy-test-webhook-secret-32byt").decode(),
 }
 """The secret values compose interpolates (names from compose.yaml's ${...:?} variables)."""
 
@@ -82,7 +83,13 @@ def machine(tmp_path: Path) -> Substitutions:
     """Hosts, ports and paths of this machine for those in the files (named volumes become directories)."""
     return Substitutions(
         hosts={"redis": "127.0.0.1", "emulator": "127.0.0.1"},
-        ports={"6379": free_port(), "8765": free_port(), "5555": free_port(), "9808": free_port()},
+        ports={
+            "6379": free_port(),
+            "8765": free_port(),
+            "5555": free_port(),
+            "9808": free_port(),
+            "8780": free_port(),
+        },
         paths={},
     )
 
@@ -118,7 +125,10 @@ def healthy(service: Service, subst: Substitutions, cwd: Path) -> bool:
     assert service.healthcheck is not None, f"{service.name} has no healthcheck"
     env = {**base_env(), **{name: subst(value) for name, value in service.env.items()}}
     argv = [subst(a) for a in healthcheck_argv(service.healthcheck)]
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=30)
+    try:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:  # a check that outlasts its time failed: compose tries it again
+        return False
     return done.returncode == 0
 
 
@@ -236,13 +246,13 @@ def test_the_compose_services_run_a_run_an_index_and_a_clean_up_job(
         started[service.name] = [start_service(processes, service, subst, workdir, replica=i)
                                  for i in range(service.replicas)]  # fmt: skip
     every = [r for handles in started.values() for r in handles]
-    for name in ("worker-runs", "worker-indexing"):
+    for name in ("worker-runs", "worker-active", "worker-indexing"):
         (handle,) = started[name]
         wait_until(lambda h=handle: "ready." in h.text(), f"{name} ready", 60, every)  # type: ignore[misc]
     # All healthchecks at once, as compose runs them (a worker's pings Celery: seconds, under load).
     with ThreadPoolExecutor(len(roles)) as pool:
         checks = [
-            pool.submit(wait_until, partial(healthy, s, subst, workdir), f"{s.name} healthy", 60, every)
+            pool.submit(wait_until, partial(healthy, s, subst, workdir), f"{s.name} healthy", 120, every)
             for s in roles
         ]
         for check in checks:
@@ -272,8 +282,10 @@ def test_the_compose_services_run_a_run_an_index_and_a_clean_up_job(
     with urllib.request.urlopen(f"http://127.0.0.1:{subst.ports['9808']}/metrics", timeout=5) as response:
         assert 'aj_jobs{status="completed"} 3.0' in response.read().decode()
 
-    # and SIGTERM (the image's STOPSIGNAL) stops each worker within its stop_grace_period
-    for name in ("worker-runs", "worker-indexing"):
+    # and the webhook receiver answers its probe
+    assert http_status(f"http://127.0.0.1:{subst.ports['8780']}/health") == 200
+    # and SIGTERM (the image's STOPSIGNAL) stops each worker and the receiver within its stop_grace_period
+    for name in ("worker-runs", "worker-active", "worker-indexing", "webhooks"):
         stop_within(processes, started[name][0], signal.SIGTERM, services[name].stop_grace_s)
 
 
@@ -297,6 +309,8 @@ def test_the_systemd_units_run_a_run_an_index_and_a_clean_up_job(
         "AJ_FLOWER_PASSWORD": SECRETS["FLOWER_PASSWORD"],
         "AJ_FLOWER_PORT": str(flower_port),
         "AJ_METRICS_PORT": str(metrics_port),
+        "OPENAI_WEBHOOK_SECRET": SECRETS["OPENAI_WEBHOOK_SECRET"],
+        "AJ_WEBHOOK_PORT": str(subst.ports["8780"]),
     }
     (etc / "env").write_text(operator_env_file(settings))
     for example in SYSTEMD.glob("worker-*.env"):
@@ -310,16 +324,19 @@ def test_the_systemd_units_run_a_run_an_index_and_a_clean_up_job(
     units = {
         "worker@runs": systemd_unit(SYSTEMD / "assistant-jobs-worker@.service", "runs", host, layout),
         "worker@indexing": systemd_unit(SYSTEMD / "assistant-jobs-worker@.service", "indexing", host, layout),
+        "worker@active": systemd_unit(SYSTEMD / "assistant-jobs-worker@.service", "active", host, layout),
         **{name: systemd_unit(SYSTEMD / f"assistant-jobs-{name}.service", "", host, layout)
-           for name in ("beat", "flower", "metrics")},
+           for name in ("beat", "flower", "metrics", "webhooks")},
     }  # fmt: skip
     started = {name: processes.start(name, unit.argv, {**base_env(), **unit.env}, unit.working_directory)
                for name, unit in units.items()}  # fmt: skip
     every = list(started.values())
-    for name in ("worker@runs", "worker@indexing"):
+    for name in ("worker@runs", "worker@indexing", "worker@active"):
         wait_until(lambda n=name: "ready." in started[n].text(), f"{name} ready", 60, every)  # type: ignore[misc]
     wait_until(lambda: http_status(f"http://127.0.0.1:{flower_port}/healthcheck") == 200, "Flower", 60, every)
     wait_until(lambda: http_status(f"http://127.0.0.1:{metrics_port}/metrics") == 200, "metrics", 60, every)
+    hooks = f"http://127.0.0.1:{subst.ports['8780']}/health"
+    wait_until(lambda: http_status(hooks) == 200, "the webhook receiver", 60, every)
 
     # and a run, an indexing job and a clean-up are submitted
     jobs = producer(monkeypatch, settings)
@@ -334,7 +351,7 @@ def test_the_systemd_units_run_a_run_an_index_and_a_clean_up_job(
     assert http_status(f"http://127.0.0.1:{flower_port}/workers", f"ops:{SECRETS['FLOWER_PASSWORD']}") == 200
 
     # and each unit's KillSignal stops it within its TimeoutStopSec
-    for name in ("worker@runs", "worker@indexing", "beat", "flower", "metrics"):
+    for name in ("worker@runs", "worker@indexing", "worker@active", "beat", "flower", "metrics", "webhooks"):
         unit = units[name]
         stop_within(processes, started[name], signal.Signals[unit.kill_signal], unit.timeout_stop_s)
 

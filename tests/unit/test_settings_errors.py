@@ -33,6 +33,14 @@ SECRETS = {
 # in one pass. The secret settings' own bad values hold a secret too.
 BAD_VALUES = {
     "AJ_REDIS_URL": "http://:rpw-SECRET@localhost:6379/0",
+    "AJ_BROKER_URL": "https://user:bpw-SECRET@localhost:6379/1",
+    "AJ_REDIS_TLS": "maybe",
+    "AJ_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem",
+    "AJ_REDIS_TLS_CERT_FILE": "/nonexistent/client.pem",
+    "AJ_REDIS_TLS_KEY_FILE": "/nonexistent/client.key",
+    "AJ_REDIS_TLS_VERIFY": "sometimes",
+    "AJ_BROKER_QUORUM_QUEUES": "maybe",
+    "AJ_POLL_KINDS": '["fetch"]',
     "AJ_RESULT_TTL": "0",
     "AJ_IDEMPOTENCY_TTL": "-1",
     "AJ_EVENTS_MAXLEN": "10",
@@ -87,7 +95,14 @@ BAD_VALUES = {
     "AJ_QUEUED_STUCK_AFTER": "0",
 }
 # Settings any string satisfies: there is no value to refuse.
-ACCEPTS_ANY_STRING = {"broker_url", "openai_base_url", "flower_address", "metrics_address", "webhook_address"}
+ACCEPTS_ANY_STRING = {
+    "openai_base_url",
+    "flower_address",
+    "metrics_address",
+    "webhook_address",
+    "redis_sentinel_master",
+    "redis_sentinel_password",
+}
 # The variable BAD_VALUES sets for a setting read under another name.
 ALIASES = {"OPENAI_API_KEY": "openai_api_key", "OPENAI_WEBHOOK_SECRET": "webhook_secret"}
 
@@ -107,6 +122,10 @@ SCENARIOS = {
         ["AJ_REDIS_URL"],
     ),
     "list setting that is not JSON": ({"AJ_TOOL_MODULES": "[sk-SECRET"}, ["AJ_TOOL_MODULES"]),
+    "sentinel url without its group's name": (
+        {"AJ_REDIS_URL": "sentinel://:rpw-SECRET@127.0.0.1:26379/0"},
+        ["AJ_REDIS_SENTINEL_MASTER"],
+    ),
 }
 
 ENTRY_POINTS = {
@@ -160,7 +179,8 @@ def test_given_a_redis_url_of_another_scheme_when_described_then_it_is_shown_wit
 
     assert describe(caught.value) == (
         "bad configuration:\n"
-        "  AJ_REDIS_URL: must start with redis://, rediss:// or unix:// (got 'https://:****@cache.example:6380/0')"
+        "  AJ_REDIS_URL: must start with redis://, rediss://, unix:// or sentinel:// "
+        "(got 'https://:****@cache.example:6380/0')"
     )
 
 

@@ -11,7 +11,7 @@ import redis
 from schemas.job import JobStatus
 from worker.store import keys
 from worker.store.codec import text
-from worker.store.schedule import PARKED_MS, now_ms
+from worker.store.schedule import PARKED_MS, POLL_KEYS, now_ms
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ def take(client: redis.Redis) -> Census:
     pipe = client.pipeline(transaction=False)
     for status in JobStatus:
         pipe.zcard(keys.STATUS_INDEX.format(status=status.value))
-    pipe.zcard(keys.POLLS)
-    pipe.zcount(keys.POLLS, "-inf", now)
-    pipe.zrange(keys.POLLS, 0, 0, withscores=True)
+    for key in POLL_KEYS:
+        pipe.zcard(key)
+        pipe.zcount(key, "-inf", now)
+        pipe.zrange(key, 0, 0, withscores=True)
     pipe.hvals(keys.POLL_ENTRIES)
     pipe.hgetall(keys.METRICS_API)
     pipe.zcard(keys.DEAD_LETTERS)
@@ -56,13 +57,16 @@ def take(client: redis.Redis) -> Census:
     pipe.scard(keys.INVENTORY_STORES)
     pipe.scard(keys.INVENTORY_FILES)
     replies: list[Any] = pipe.execute()
-    n = len(JobStatus)
-    by_status, (scheduled, due, oldest, entries, api, dead, quarantined, *inventory) = (
+    n, sets = len(JobStatus), 3 * len(POLL_KEYS)
+    by_status, per_set, (entries, api, dead, quarantined, *inventory) = (
         replies[:n],
-        replies[n:],
+        replies[n : n + sets],
+        replies[n + sets :],
     )
-    first = oldest[0][1] if oldest else None
-    lag = max((now - first) / 1000, 0.0) if first is not None and first < PARKED_MS else 0.0
+    scheduled = sum(int(x) for x in per_set[0::3])
+    due = sum(int(x) for x in per_set[1::3])
+    firsts = [oldest[0][1] for oldest in per_set[2::3] if oldest and oldest[0][1] < PARKED_MS]
+    lag = max((now - min(firsts)) / 1000, 0.0) if firsts else 0.0
     return Census(
         jobs=dict(zip(JobStatus, (int(x) for x in by_status), strict=True)),
         scheduled=int(scheduled),

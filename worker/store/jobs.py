@@ -35,7 +35,7 @@ from schemas.job import (
 from worker.polls import TaskDue, encode
 from worker.store import keys
 from worker.store.codec import text
-from worker.store.schedule import SCHEDULE_KEYS, now_ms
+from worker.store.schedule import now_ms, schedule_keys
 from worker.store.scripts import source
 from worker.store.threads import HOLD_TTL_S, queue_key
 
@@ -112,7 +112,7 @@ class JobStore:
                     keys.EVENTS,
                     idem,
                     queue_key(job.thread) if job.thread else "",
-                    *SCHEDULE_KEYS,
+                    *schedule_keys(record.kind),
                 ],
                 args=[
                     record.id,
@@ -237,7 +237,7 @@ class JobStore:
                     keys.EVENTS,
                     keys.DONE.format(id=job_id),
                     keys.DEAD_LETTERS,
-                    *SCHEDULE_KEYS,
+                    *schedule_keys(current.kind),
                 ],
                 args=[orjson.dumps(fields), new.model_dump_json(), orjson.dumps(data or {})],
             )
@@ -317,7 +317,7 @@ class JobStore:
                 keys.EVENTS,
                 keys.DONE.format(id=job_id),
                 keys.DEAD_LETTERS,
-                *SCHEDULE_KEYS,
+                *schedule_keys(record.kind),
                 _index(JobStatus.FAILED),
                 *others,
             ],

@@ -29,15 +29,23 @@ DEAD_LETTERS = PREFIX + "dead"
 record expired are dropped by the jobs sweep and on every listing."""
 
 # --- The poll schedule and outbox (worker.store.schedule) ----------------------------------------
-POLLS = PREFIX + "polls"
-"""Sorted set of job ids scored by when the poll loop should act on them (ms). A claim moves the score to
-the lease's end; a job handed to a Celery message is *parked* at ``PARKED_MS + when``. At most one entry per
-live job. Bound: an entry goes with its job's end; the jobs sweep drops entries of jobs that are gone."""
+POLLS = PREFIX + "polls:{kind}"
+"""Sorted set per job kind (``aj:polls:run``, ``aj:polls:index``, ``aj:polls:cleanup``) of job ids scored by
+when the poll loop should act on them (ms). A claim moves the score to the lease's end; a job handed to a
+Celery message is *parked* at ``PARKED_MS + when``. A job's entry is always in its own kind's set, so a poll
+loop claims the kinds it serves only (`Settings.poll_kinds`). At most one entry per live job. Bound: an
+entry goes with its job's end; the jobs sweep drops entries of jobs that are gone."""
+LEGACY_POLLS = PREFIX + "polls"
+"""The one sorted set of every kind's entries, before the schedule was split per kind: moved into the
+per-kind sets by the first poll loop that starts (`Schedule.migrate`), then gone."""
 POLL_ENTRIES = PREFIX + "pollmeta"
 """Hash job id -> the entry (`worker.polls`): what the poll loop does when the job falls due."""
 POLL_SENT = PREFIX + "pollsent"
 """Hash job id -> the Celery task id of the message that carries the job now; the task that runs it
 clears the job's parked entry only when the id is still its own. Bound: as `POLLS`."""
+POLL_CLAIMS = PREFIX + "pollclaims"
+"""Hash poll loop (its worker's node name) -> entries it claimed, to see how the polling is shared. Bound:
+one field per poll loop; the hash expires a day after the last claim."""
 
 # --- One active run per thread (worker.store.threads) ---------------------------------------------
 THREAD_HOLDER = PREFIX + "thread:{thread}:active"

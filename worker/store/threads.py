@@ -14,10 +14,10 @@ from enum import StrEnum
 
 import redis
 
-from worker.polls import TaskDue
+from worker.polls import TaskDue, kind_of
 from worker.store import keys
 from worker.store.codec import text
-from worker.store.schedule import SCHEDULE_KEYS, now_ms
+from worker.store.schedule import now_ms, schedule_keys
 from worker.store.scripts import LIVE_STATUSES, source
 
 HOLD_TTL_S = 2 * 86_400
@@ -86,7 +86,7 @@ class ThreadLocks:
         (``start.task``) is staged in the outbox as carried by message ``task_id``; None when nobody waits."""
         due = now_ms() + int(grace_s * 1000)
         nxt = self._release(
-            keys=[*self._keys(thread), *SCHEDULE_KEYS, *LIVE_INDEXES],
+            keys=[*self._keys(thread), *schedule_keys(kind_of(start)), *LIVE_INDEXES],
             args=[job_id, start.task, due, task_id, HOLD_TTL_S],
         )
         return Handover(text(nxt), due) if nxt else None

@@ -14,9 +14,10 @@ from enum import StrEnum
 import redis
 import redis.asyncio as aioredis
 
+from schemas.job import JobKind
 from worker.store import keys
 from worker.store.codec import text
-from worker.store.schedule import PARKED_MS, now_ms
+from worker.store.schedule import PARKED_MS, now_ms, poll_key
 from worker.store.scripts import source
 
 
@@ -86,7 +87,7 @@ class AsyncWakeups:
                 keys.WEBHOOK_DELIVERY.format(id=delivery_id),
                 keys.RESPONSE_JOB.format(id=response_id),
                 keys.EARLY_EVENT.format(id=response_id),
-                keys.POLLS,
+                poll_key(JobKind.RUN),
                 keys.POLL_ENTRIES,
                 keys.METRICS_WEBHOOKS,
             ],

@@ -5,7 +5,7 @@
 -- KEYS[2] events stream            aj:events
 -- KEYS[3] done list                aj:done:{id}
 -- KEYS[4] dead-letter set          aj:dead
--- KEYS[5] schedule                 aj:polls
+-- KEYS[5] the job kind's schedule   aj:polls:{kind}
 -- KEYS[6] schedule entries         aj:pollmeta
 -- KEYS[7] schedule sent ids        aj:pollsent
 -- KEYS[8] failed index             aj:status:failed

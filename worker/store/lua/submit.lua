@@ -7,7 +7,7 @@
 -- KEYS[3] events stream            aj:events
 -- KEYS[4] idempotency key          aj:idem:{key}, or '' when the request has none
 -- KEYS[5] thread queue             aj:thread:{thread}:queue, or '' when the job does not wait its turn
--- KEYS[6] schedule                 aj:polls
+-- KEYS[6] the job kind's schedule   aj:polls:{kind}
 -- KEYS[7] schedule entries         aj:pollmeta
 -- KEYS[8] schedule sent ids        aj:pollsent
 -- ARGV[1] job id

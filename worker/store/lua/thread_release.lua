@@ -3,7 +3,7 @@
 -- sends it if the caller never does), so a handover is never lost between the release and the send.
 -- KEYS[1] holder                   aj:thread:{thread}:active
 -- KEYS[2] queue                    aj:thread:{thread}:queue
--- KEYS[3] schedule                 aj:polls
+-- KEYS[3] the runs' schedule        aj:polls:run
 -- KEYS[4] schedule entries         aj:pollmeta
 -- KEYS[5] schedule sent ids        aj:pollsent
 -- KEYS[6..] the index of each live status, to tell whether a job is live

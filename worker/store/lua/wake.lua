@@ -5,7 +5,7 @@
 -- KEYS[1] delivery marker          aj:hook:{webhook-id}
 -- KEYS[2] response -> job          aj:response:{id}
 -- KEYS[3] early event              aj:early:{id}
--- KEYS[4] schedule                 aj:polls
+-- KEYS[4] the runs' schedule        aj:polls:run
 -- KEYS[5] schedule entries         aj:pollmeta
 -- KEYS[6] webhook counters         aj:metrics:webhooks
 -- ARGV[1] now (ms)

@@ -7,7 +7,7 @@
 -- KEYS[4] events stream            aj:events
 -- KEYS[5] done list                aj:done:{id}
 -- KEYS[6] dead-letter set          aj:dead
--- KEYS[7] schedule                 aj:polls
+-- KEYS[7] the job kind's schedule   aj:polls:{kind}
 -- KEYS[8] schedule entries         aj:pollmeta
 -- KEYS[9] schedule sent ids        aj:pollsent
 -- ARGV[1] JSON object: v (the version read, a string), id, status, kind, now, event ('' for none),
