@@ -26,7 +26,7 @@ from schemas.job import JobError, JobRecord, JobStatus, Progress
 from schemas.limits import METADATA_MAX_PAIRS, RESERVED_METADATA_KEY
 from schemas.requests import VectorStoreBatchRequest
 from tasks.index_poll import with_progress
-from tasks.index_uploads import Uploader, bad_paths_error, check_paths
+from tasks.index_uploads import Uploader, bad_paths_error
 from tasks.steps import (
     Services,
     cancel_end,
@@ -41,6 +41,7 @@ from worker import constants as c
 from worker.backoff import error_delay
 from worker.errors import classify
 from worker.openai_client import request_timeout
+from worker.paths import check_paths
 from worker.polls import BatchPoll
 from worker.store.inventory import managed_metadata
 

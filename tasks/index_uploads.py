@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import openai
 
 from schemas.job import JobError
-from schemas.requests import path_problem
 from worker.errors import classify
 from worker.store.inventory import Inventory
 from worker.store.uploads import Uploads
@@ -34,26 +33,7 @@ ADOPT_SLACK_S = 5
 """Seconds before the oldest pending upload's note from which orphan files are looked for (clock skew)."""
 
 
-# --- checks -----------------------------------------------------------------------------------
-def check_path(path: str) -> str | None:
-    """Why ``path`` cannot be indexed (missing, unreadable, not a file, bad extension, too big), or None."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return path_problem(path, None, readable=False, exists=False)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if not os.path.isfile(path):
-        return "not a regular file"
-    return path_problem(path, st.st_size, readable=os.access(path, os.R_OK), exists=True)
-
-
-def check_paths(paths: Sequence[str]) -> list[tuple[str, str]]:
-    """Every bad path with why, in the order given (empty when all can be uploaded)."""
-    problems = ((path, check_path(path)) for path in paths)
-    return [(path, why) for path, why in problems if why is not None]
-
-
+# --- checks (the rules and the look at the disk are worker.paths', shared with producers) ---------
 def bad_paths_error(bad: Sequence[tuple[str, str]], total: int) -> JobError:
     """One error naming each bad path and why; nothing was uploaded."""
     lines = "; ".join(f"{path}: {why}" for path, why in bad)
