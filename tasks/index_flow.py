@@ -217,6 +217,9 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
         record.id,
         concurrency=s.upload_concurrency,
         request_timeout=request_timeout(s),
+        progress=lambda done, total: svc.store.jobs.announce(
+            record.id, "job.progress", {"phase": c.UPLOADING_PHASE, "uploaded": done, "total": total}
+        ),
     )
     chunk = uploader.run(paths, max(until - time.monotonic(), 0.0))
     if chunk.error is not None:

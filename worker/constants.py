@@ -91,3 +91,6 @@ BEAT_MAX_INTERVAL_S = 5.0
 """Most seconds beat sleeps between schedule checks."""
 METRICS_PORT = 9808
 """Default port of the Prometheus exporter."""
+UPLOADING_PHASE = "uploading"
+"""The ``phase`` of a ``job.progress`` event that counts an indexing job's uploads (``uploaded`` of
+``total``); the record's own ``progress`` counts the indexing that follows."""

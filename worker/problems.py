@@ -94,7 +94,7 @@ def _redis(exc: BaseException, settings: Settings | None) -> Problem | None:
     ):
         return Problem(
             f"{where} refused the credentials: check the user and password in AJ_REDIS_URL "
-            f"(and {ENCODE_HINT} if it holds special characters)",
+            "(a password with special characters must be percent-encoded)",
             ExitCode.UNREACHABLE,
         )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):

@@ -69,6 +69,17 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """When a job was submitted, started and ended, with its kind and run backend (for the metrics)."""
+
+    kind: str
+    backend: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
 class Submitted:
     """What `JobStore.submit` wrote: ``(job id, created)`` per job, and the outbox token for parking."""
 
@@ -166,6 +177,33 @@ class JobStore:
                 except orjson.JSONDecodeError:
                     code = "corrupt_record"
             found.append((job_id, state, code))
+        return found
+
+    def timings(self, job_ids: Sequence[str]) -> builtins.list[Timing | None]:
+        """The `Timing` of each job in one round trip (None: gone or unreadable); records are read with
+        orjson, not validated, since only five fields are wanted."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(keys.JOB.format(id=job_id), "record")
+        found: builtins.list[Timing | None] = []
+        for raw in pipe.execute():
+            try:
+                data = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict):
+                found.append(None)
+                continue
+            backend = (data.get("request") or {}).get("backend")
+            found.append(
+                Timing(
+                    kind=str(data.get("kind")),
+                    backend=str(backend) if backend else None,
+                    created_at=float(data.get("created_at") or 0.0),
+                    started_at=data.get("started_at"),
+                    finished_at=data.get("finished_at"),
+                )
+            )
         return found
 
     # --- change ---------------------------------------------------------------------------
