@@ -218,7 +218,7 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
         concurrency=s.upload_concurrency,
         request_timeout=request_timeout(s),
         progress=lambda done, total: svc.store.jobs.announce(
-            record.id, "job.progress", {"phase": c.UPLOADING_PHASE, "uploaded": done, "total": total}
+            record.id, c.UPLOADED_EVENT, {"uploaded": done, "total": total}
         ),
     )
     chunk = uploader.run(paths, max(until - time.monotonic(), 0.0))

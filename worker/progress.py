@@ -1,9 +1,9 @@
 """Progress bars on stderr: an indexing job followed through the event stream (its uploads, then its
 indexing), and a producer's own uploads (upload mode).
 
-Workers announce each upload as a ``job.progress`` event with ``{"phase": "uploading", "uploaded": n,
-"total": m}`` (`tasks.index_uploads`), without writing the record; the indexing counts are the record's
-``progress``. The bar shows uploads until the first indexing counts arrive.
+Workers announce uploads as ``job.uploaded`` events, ``{"uploaded": n, "total": m}`` (`tasks.index_flow`),
+without writing the record; the indexing counts are the record's ``progress``. The bar shows uploads until
+the first indexing counts arrive.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from schemas.job import JobEvent, JobRecord
-from worker.constants import UPLOADING_PHASE
+from worker.constants import UPLOADED_EVENT
 
 
 def _bar() -> Progress:
@@ -51,7 +51,7 @@ def follow_progress(jobs: Any, job_id: str, timeout: float | None) -> JobRecord:
 
 
 def _show_uploads(bar: Progress, task: TaskID | None, event: JobEvent, job_id: str) -> TaskID | None:
-    if event.job_id != job_id or event.data.get("phase") != UPLOADING_PHASE:
+    if event.job_id != job_id or event.type != UPLOADED_EVENT:
         return task
     total, done = int(event.data.get("total", 0)), int(event.data.get("uploaded", 0))
     if task is None:
