@@ -40,7 +40,7 @@ from worker.producer import (
     start_task,
     waited,
 )
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, get_settings, mask_url_passwords
 from worker.store import JobNotFound, Store
 
 if TYPE_CHECKING:
@@ -146,10 +146,11 @@ class Jobs:
             self.dispatcher.sent(send.task, send.args, send.task_id, send.job_ids, token)
         except Exception as exc:  # the broker is down: the outbox sends them later
             log.warning(
-                "could not reach the broker to send the start of %d job(s) (%s); a worker sends it once "
-                "AJ_OUTBOX_GRACE (%g s) has passed and the broker answers",
+                "the broker (AJ_BROKER_URL, or AJ_REDIS_URL when unset) could not be reached (%s); the "
+                "%d job(s) are accepted and a worker sends their start once the broker answers, "
+                "%g s (AJ_OUTBOX_GRACE) after the submit at the earliest",
+                mask_url_passwords(str(exc)),
                 len(send.job_ids),
-                exc,
                 self.settings.outbox_grace,
             )
 

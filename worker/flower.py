@@ -82,11 +82,17 @@ def dev_warning(s: Settings) -> str | None:
     )
 
 
+TASKS_COLUMNS = "name,args,result,state,received,runtime,worker,uuid"
+"""The columns of Flower's tasks page: its defaults plus the arguments (the task's jobs and kind) and the
+result (where they ended), so the page shows jobs and their outcomes."""
+
+
 def flower_argv(s: Settings, python: str = sys.executable) -> list[str]:
-    """The command that starts Flower against the workers' broker, on the settings' address and port."""
+    """The command that starts Flower against the workers' broker, on the settings' address and port,
+    showing each task's jobs and their ends."""
     return [
         python, "-m", "celery", "-A", "worker.app", "flower",
-        f"--address={s.flower_address}", f"--port={s.flower_port}",
+        f"--address={s.flower_address}", f"--port={s.flower_port}", f"--tasks_columns={TASKS_COLUMNS}",
     ]  # fmt: skip
 
 
