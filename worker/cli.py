@@ -5,7 +5,8 @@ or validation, 3 infrastructure unreachable, 4 timed out waiting, 130 interrupte
 line on stderr (a bad request: one line per field), never a traceback, unless it is a bug.
 
 Read commands import only what reading needs (click, the record model, the Redis client): Celery, the
-request models and the OpenAI SDK are imported by the commands that use them.
+request models and the OpenAI SDK are imported by the commands that use them. What every command shares
+is in `worker.cli_base`; the submit commands are `worker.cli_submit`.
 """
 
 from __future__ import annotations
@@ -13,138 +14,32 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from schemas.job import JobKind, JobRecord, JobStatus
+from schemas.job import JobRecord, JobStatus
+from worker.cli_base import (
+    CONTEXT,
+    STATE,
+    Failure,
+    emit_json,
+    jobs,
+    pairs,
+    say,
+    show_record,
+    show_table,
+    wait_for,
+    warn,
+)
+from worker.cli_submit import submit
 from worker.problems import ExitCode
 from worker.settings import ConfigurationError
 
 if TYPE_CHECKING:
-    from worker.client import Jobs
     from worker.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-"""``-h`` as well as ``--help``, on every command."""
-
-
-class Failure(Exception):
-    """A command stops: ``message`` for the person, ``code`` for the shell."""
-
-    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE):
-        super().__init__(message)
-        self.code = code
-
-
-# --- output ---------------------------------------------------------------------------------------
-def say(text: str = "") -> None:
-    """A line for the person (stdout)."""
-    click.echo(text)
-
-
-def warn(text: str) -> None:
-    """A line on stderr."""
-    click.echo(text, err=True)
-
-
-def emit_json(value: Any) -> None:
-    """JSON on stdout."""
-    click.echo(json.dumps(value, indent=2))
-
-
-def _width() -> int | None:
-    # Only a terminal has a width to fit; piped output is never cut.
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() or "COLUMNS" in os.environ else None
-
-
-def show_record(record: JobRecord, as_json: bool) -> None:
-    """A record: labelled lines, or its JSON as stored."""
-    if as_json:
-        click.echo(record.model_dump_json(indent=2))
-        return
-    from worker.display import record_rows, render_rows
-
-    say(render_rows(record_rows(record)))
-
-
-def show_table(records: Sequence[JobRecord], as_json: bool) -> None:
-    """Records as a table (ids whole), or a JSON list."""
-    if as_json:
-        emit_json([r.model_dump(mode="json") for r in records])
-        return
-    from worker.display import job_table
-
-    say(job_table(records, _width()) if records else "no jobs")
-
-
-def end_code(record: JobRecord) -> ExitCode:
-    """0 for a job completed (or still live: nothing went wrong), 1 for one that ended badly."""
-    if record.status == JobStatus.COMPLETED or not record.status.ended:
-        return ExitCode.OK
-    return ExitCode.JOB_FAILED
-
-
-# --- the client -----------------------------------------------------------------------------------
-_STATE: dict[str, Any] = {}
-
-
-def jobs(check_paths: bool = True) -> Jobs:
-    """The producer client (built once per command; Celery only if the command publishes)."""
-    if "jobs" not in _STATE:
-        from worker.client import Jobs
-
-        _STATE["jobs"] = Jobs(check_paths=check_paths)
-    client: Jobs = _STATE["jobs"]
-    return client
-
-
-def _settings() -> Settings | None:
-    from worker.settings import get_settings
-
-    try:
-        return get_settings()
-    except ConfigurationError:
-        return None
-
-
-# --- waiting --------------------------------------------------------------------------------------
-def wait_for(job_id: str, timeout: float | None, as_json: bool) -> NoReturn:
-    """Wait for the job (a progress bar for indexing jobs), show it, and exit with its end's code; past
-    ``timeout``, say whether any worker consumes its queues and exit 4."""
-    client = jobs()
-    record = client.get(job_id)
-    if as_json or record.status.ended or record.kind != JobKind.INDEX or not sys.stderr.isatty():
-        record = client.wait(job_id, timeout)
-    else:
-        from worker.progress import follow_progress
-
-        record = follow_progress(client, job_id, timeout)
-    show_record(record, as_json)
-    if not record.status.ended:
-        raise Failure(_still_live(client, record, timeout), ExitCode.TIMED_OUT)
-    raise SystemExit(end_code(record))
-
-
-def _still_live(client: Jobs, record: JobRecord, timeout: float | None) -> str:
-    from worker.consumers import consumers, describe
-    from worker.producer import queues_of
-
-    head = f"job {record.id} is still {record.status.value} after {timeout:g} s"
-    try:
-        found = consumers(client.celery, queues_of(record.kind, client.settings))
-    except Exception as exc:
-        from worker.problems import explain
-
-        problem = explain(exc, client.settings)
-        return f"{head}; could not ask the workers: {problem.message if problem else exc}"
-    return f"{head}; {describe(found)}; the job goes on"
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -158,175 +53,7 @@ def cli() -> None:
     """
 
 
-@cli.group(context_settings=CONTEXT)
-def submit() -> None:
-    """Submit a job: prints its id at once, or waits for its end with --wait."""
-
-
-_common = [
-    click.option("--idempotency-key", help="The same key within AJ_IDEMPOTENCY_TTL returns the same job."),
-    click.option(
-        "--deadline", "deadline_s", type=float, help="Seconds the job may take (default AJ_DEFAULT_DEADLINE)."
-    ),
-    click.option(
-        "--wait", is_flag=True, help="Wait for the job's end and show it; exit 1 if it ended badly."
-    ),
-    click.option("--timeout", type=float, help="With --wait: seconds to wait at most (then exit 4)."),
-    click.option(
-        "--json", "as_json", is_flag=True, help="Print JSON: {id, created}, or the record with --wait."
-    ),
-]
-
-
-def common(fn: F) -> F:
-    """The options every submit command takes."""
-    for option in reversed(_common):
-        fn = option(fn)
-    return fn
-
-
-def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
-    result = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise Failure(f"{option} takes KEY=VALUE, got {item!r}")
-        result[key] = value
-    return result
-
-
-def _submitted(request: dict[str, Any], wait: bool, timeout: float | None, as_json: bool, **how: Any) -> None:
-    check_paths = how.pop("check_paths", True)
-    ref = jobs(check_paths).submit(request, **how)
-    if wait:
-        wait_for(ref.id, timeout, as_json)
-    if as_json:
-        emit_json({"id": ref.id, "created": ref.created})
-    else:
-        say(ref.id if ref.created else f"{ref.id} (an existing job: same idempotency key)")
-
-
-@submit.command("run", context_settings=CONTEXT)
-@click.option("-m", "--message", "messages", multiple=True, help="A user message (repeatable, in order).")
-@click.option("--model", help="The model (responses backend), e.g. gpt-4o.")
-@click.option("--backend", type=click.Choice(["responses", "assistants"]), help="Default: AJ_RUN_BACKEND.")
-@click.option("--assistant", "assistant_id", help="The assistant id (assistants backend).")
-@click.option("--thread", "thread_id", help="An existing thread (assistants); a new one when omitted.")
-@click.option("--conversation", "conversation_id", help="An existing conversation (responses).")
-@click.option("--instructions", help="Instructions for this run.")
-@click.option("--metadata", multiple=True, help="KEY=VALUE (repeatable; at most 16 pairs).")
-@click.option(
-    "--strategy",
-    type=click.Choice(["enqueue", "reject", "interrupt"]),
-    help="When the thread or conversation is busy: wait in turn, fail, or cancel the active run.",
-)
-@click.option(
-    "--body", type=click.File("r"), help="A JSON request (the options above override it); - for stdin."
-)
-@common
-def submit_run(
-    body: Any,
-    messages: tuple[str, ...],
-    metadata: tuple[str, ...],
-    wait: bool,
-    timeout: float | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Submit a model run (a background response, or an assistant's run)."""
-    request: dict[str, Any] = json.load(body) if body else {}
-    request.update({k: v for k, v in fields.items() if v is not None})
-    if messages:
-        request["messages"] = [{"role": "user", "content": m} for m in messages]
-    if metadata:
-        request["metadata"] = _pairs(metadata, "--metadata")
-    request["kind"] = "run"
-    _submitted(request, wait, timeout, as_json)
-
-
-@submit.command("index", context_settings=CONTEXT)
-@click.option("--store", "vector_store_id", help="An existing vector store id.")
-@click.option("--new-store", help="Create a vector store with this name.")
-@click.option("--file-id", "file_ids", multiple=True, help="An already uploaded file id (repeatable).")
-@click.option("--retry-failed", type=int, help="Extra rounds for files that fail to index (default 1).")
-@click.option(
-    "--skip-bad-paths", is_flag=True, help="Skip bad paths (named in the result) instead of refusing."
-)
-@click.option(
-    "--upload",
-    is_flag=True,
-    help="Upload the files from here and submit their ids: the workers need no access to them "
-    "(needs OPENAI_API_KEY here).",
-)
-@click.option(
-    "--remote-paths",
-    is_flag=True,
-    help="The paths are where the workers run, not here: not checked here, and they must be absolute.",
-)
-@click.argument("paths", nargs=-1)
-@common
-def submit_index(
-    new_store: str | None,
-    file_ids: tuple[str, ...],
-    paths: tuple[str, ...],
-    upload: bool,
-    remote_paths: bool,
-    wait: bool,
-    timeout: float | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Index files into a vector store: PATHS on this machine (made absolute and checked first), and/or
-    uploaded --file-id's."""
-    if upload and remote_paths:
-        raise Failure("--upload reads the files here; --remote-paths says they are not here: pick one")
-    request: dict[str, Any] = {"kind": "index", **{k: v for k, v in fields.items() if v not in (None, False)}}
-    if new_store:
-        request["new_store"] = {"name": new_store}
-    if file_ids:
-        request["file_ids"] = list(file_ids)
-    if paths:
-        request["paths"] = list(paths)
-    how: dict[str, Any] = {"check_paths": not remote_paths}
-    if upload:
-        how.update(upload=True, on_upload=_upload_progress(as_json, len(paths)))
-    try:
-        _submitted(request, wait, timeout, as_json, **how)
-    finally:
-        bar = _STATE.pop("upload_bar", None)
-        if bar is not None:
-            bar.stop()
-
-
-def _upload_progress(as_json: bool, total: int) -> Callable[[int, int, str], None] | None:
-    if as_json or not sys.stderr.isatty():
-        return None
-    from worker.progress import UploadBar
-
-    bar = UploadBar(total)
-    _STATE["upload_bar"] = bar
-    return bar.update
-
-
-@submit.command("cleanup", context_settings=CONTEXT)
-@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    type=click.Choice(["threads", "conversations", "vector_stores", "files", "jobs"]),
-    help="What to clean up (repeatable; default: everything).",
-)
-@click.option("--include-unmanaged", is_flag=True, help="Also touch objects this system did not create.")
-@common
-def submit_cleanup(
-    targets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool, **fields: Any
-) -> None:
-    """Run a clean-up sweep by hand."""
-    request: dict[str, Any] = {"kind": "cleanup", **{k: v for k, v in fields.items() if v is not None}}
-    if targets:
-        request["targets"] = list(targets)
-    _submitted(request, wait, timeout, as_json)
+cli.add_command(submit)
 
 
 @cli.command("tool-outputs", context_settings=CONTEXT)
@@ -337,7 +64,7 @@ def submit_cleanup(
 def tool_outputs(job_id: str, outputs: tuple[str, ...], json_file: Any, as_json: bool) -> None:
     """Answer the tool calls a job waits on (every pending call, once)."""
     given = json.load(json_file) if json_file else []
-    given += [{"tool_call_id": k, "output": v} for k, v in _pairs(outputs, "--output").items()]
+    given += [{"tool_call_id": k, "output": v} for k, v in pairs(outputs, "--output").items()]
     record = jobs().submit_tool_outputs(job_id, given)
     if as_json:
         show_record(record, True)
@@ -568,13 +295,22 @@ def _explained(exc: BaseException) -> tuple[str, ExitCode]:
     raise exc
 
 
+def _settings() -> Settings | None:
+    from worker.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigurationError:
+        return None
+
+
 def _exit(message: str, code: ExitCode) -> NoReturn:
     warn(f"error: {message}")
     sys.exit(code)
 
 
 def _close() -> None:
-    client = _STATE.pop("jobs", None)
+    client = STATE.pop("jobs", None)
     if client is not None:
         with contextlib.suppress(Exception):  # closing never hides the outcome
             client.close()
