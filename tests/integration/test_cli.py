@@ -17,9 +17,10 @@ from pathlib import Path
 import click
 import pytest
 import redis
-from helpers import wait_for
+from helpers import wait_for, write_files
 
 from devkit.redis_server import free_port
+from emulator.server import EmulatorHandle
 from schemas.job import JobError, JobStatus
 from worker.cli import cli
 from worker.client import Jobs
@@ -235,3 +236,26 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
     # Then it exits 130 with one line
     assert proc.returncode == 130
     assert stderr.strip().splitlines() == ["error: interrupted"]
+
+
+def test_submit_index_uploads_from_here_or_names_remote_paths_absolutely(
+    env: dict[str, str], jobs: Jobs, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # Given a file on this machine
+    path = write_files(tmp_path, 1)[0]
+
+    # When it is submitted in upload mode
+    done = ajobs(env, "submit", "index", "--new-store", "docs", "--upload", path, "--json")
+
+    # Then the job names the uploaded file's id, not the path, and the file was uploaded once
+    assert done.returncode == 0, done.stderr
+    request = jobs.get(json.loads(done.stdout)["id"]).request
+    assert len(request["file_ids"]) == 1 and not request.get("paths")
+    assert emulator.counters()["uploads_per_filename"] == {os.path.basename(path): 1}
+
+    # And paths only the workers see must be absolute: a relative one is refused, exit 2
+    remote = ajobs(env, "submit", "index", "--new-store", "docs", "--remote-paths", "docs/a.md")
+    assert remote.returncode == 2
+    assert one_error_line(remote) == (
+        "error: 1 path cannot be indexed: docs/a.md: a relative path; give the absolute path the workers see"
+    )
