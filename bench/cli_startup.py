@@ -1,5 +1,6 @@
 """How long ``ajobs status JOB_ID`` takes from a shell, end to end (interpreter start, imports, one Redis
-read, the output): the median of N runs, with ``hyperfine`` when it is installed, else timed subprocesses.
+read, the output): the median of N timed subprocess runs (not hyperfine, which runs one command's runs
+after the other's: here the variants alternate, so a load that changes meanwhile weighs on each the same).
 
     .venv/bin/python bench/cli_startup.py [--runs 30] [--before REV]
 
@@ -14,11 +15,11 @@ cache: every module compiled at each start). It starts a private Redis with one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,18 +45,19 @@ def _env(redis_url: str, cached: bool, prefix: str) -> dict[str, str]:
     return env
 
 
-def _timed_runs(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict[str, float]:
-    """Median and spread of ``runs`` runs, wall and CPU (user + system of the child)."""
-    walls, cpus = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """One run: wall seconds, and CPU seconds (user + system) of the child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _summary(walls: list[float], cpus: list[float]) -> dict[str, float]:
     return {
         "median_s": statistics.median(walls),
         "min_s": min(walls),
@@ -64,34 +66,29 @@ def _timed_runs(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> d
     }
 
 
-def _hyperfine(argv: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as export:
-        subprocess.run(
-            ["hyperfine", "--runs", str(runs), "--warmup", "2", "--export-json", export.name, "-N",
-             " ".join(argv)],
-            env=env, cwd=cwd, check=True, capture_output=True,
-        )  # fmt: skip
-        result = json.loads(Path(export.name).read_text())["results"][0]
-    return {
-        "median_s": result["median"],
-        "min_s": result["min"],
-        "max_s": result["max"],
-        "cpu_median_s": result["user"] + result["system"],
-    }
-
-
-def measure(source: Path, redis_url: str, job_id: str, runs: int) -> dict[str, Any]:
-    """``ajobs status`` of the code in ``source``, with and without bytecode caches."""
+def measure(sources: dict[str, Path], redis_url: str, job_id: str, runs: int) -> dict[str, Any]:
+    """``ajobs status`` of the code in each of ``sources``, with and without bytecode caches. The variants'
+    runs alternate (one of each, ``runs`` times), so a machine whose load changes meanwhile weighs on each
+    the same."""
     argv = [sys.executable, *COMMAND, job_id]
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {name: {} for name in sources}
     for cached in (True, False):
         with tempfile.TemporaryDirectory(prefix="aj-pyc-") as prefix:
-            env = _env(redis_url, cached, prefix)
-            env["PYTHONPATH"] = str(source)  # ahead of the editable install's finder
-            if cached:  # the warm-up writes the caches the timed runs read
-                subprocess.run(argv, env=env, cwd=source, capture_output=True, check=False)
-            timer = _hyperfine if shutil.which("hyperfine") else _timed_runs
-            found["cached" if cached else "uncached"] = timer(argv, env, source, runs)
+            envs = {}
+            for name, source in sources.items():
+                env = _env(redis_url, cached, str(Path(prefix) / name))
+                env["PYTHONPATH"] = str(source)  # ahead of the editable install's finder
+                envs[name] = env
+                if cached:  # the warm-up writes the caches the timed runs read
+                    _run(argv, env, source)
+            samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sources}
+            for _ in range(runs):
+                for name, source in sources.items():
+                    wall, cpu = _run(argv, envs[name], source)
+                    samples[name][0].append(wall)
+                    samples[name][1].append(cpu)
+            for name, (walls, cpus) in samples.items():
+                found[name]["cached" if cached else "uncached"] = _summary(walls, cpus)
     return found
 
 
@@ -152,19 +149,19 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     from devkit.redis_server import private_redis
 
-    with private_redis() as url:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    after = f"after ({head.stdout.strip() or 'working tree'})"
+    with private_redis() as url, contextlib.ExitStack() as stack:
         job_id = _job(url)
-        measured: dict[str, Any] = {}
+        sources = {after: ROOT}
         if args.before:
-            with exported(args.before) as tree:
-                measured[f"before ({args.before[:10]})"] = measure(tree, url, job_id, args.runs)
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        measured[f"after ({head.stdout.strip() or 'working tree'})"] = measure(ROOT, url, job_id, args.runs)
+            sources = {f"before ({args.before[:10]})": stack.enter_context(exported(args.before)), **sources}
+        measured = measure(sources, url, job_id, args.runs)
     data = {
         "command": f".venv/bin/python bench/cli_startup.py --runs {args.runs}"
         + (f" --before {args.before}" if args.before else ""),
         "timed": "python -m worker.cli status JOB_ID (one job in a private Redis)",
-        "tool": "hyperfine" if shutil.which("hyperfine") else "timed subprocess runs",
+        "tool": "timed subprocess runs, the variants alternating",
         "runs": args.runs,
         "machine": {
             "python": platform.python_version(),

@@ -93,12 +93,16 @@ class AsyncJobs:
         self._celery = celery
         self._own_celery = celery is None
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="aj-publish")
+        self._closed = False
         self.grace = 0.0 if relay else s.outbox_grace
         """Seconds a staged start waits for this client before a worker's poll loop sends it."""
         self.dispatcher = AsyncDispatcher(self.store.schedule, None if relay else self._publish, self.grace)
 
     async def close(self) -> None:
-        """Close the Redis connections and the sending thread (and the Celery app it built)."""
+        """Close the Redis connections and the sending thread (and the Celery app it built); once."""
+        if self._closed:
+            return
+        self._closed = True
         await self.store.aclose()
         celery, self._celery = self._celery, None
         own = self._own_celery

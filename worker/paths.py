@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from schemas.index import path_problem
+from schemas.paths import path_problem
 
 
 class BadPaths(ValueError):
