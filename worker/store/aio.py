@@ -1,9 +1,12 @@
-"""The store for asyncio producers (`worker.aclient.AsyncJobs`) on ``redis.asyncio``.
+"""The store for asyncio producers (`worker.aclient.AsyncJobs`) on ``redis.asyncio``: the asyncio face of
+the owners of the job records (`worker.store.jobs`), the schedule (`worker.store.schedule`, whose
+`AsyncSchedule` it uses) and the uploads (`worker.store.uploads`).
 
-The same scripts (`worker.store.scripts.source`), the same keys and the same KEYS/ARGV builders as the
-synchronous owners (`worker.store.jobs`, `worker.store.schedule`, `worker.store.uploads`): only the
-round trips are awaited. Nothing here blocks an event loop; a wait is a BLMOVE awaited in steps well
-inside the client's socket timeout.
+It writes only through their scripts (`worker.store.scripts.source`) and their KEYS/ARGV builders
+(`submit_call`, `WriteCall`, `bury_call`, `stage_into`, `park_args`, `record_into`), so a key family
+still has one definition of what a write does; only the round trips are awaited. Its reads name the same
+keys as `JobStore`'s. Nothing here blocks an event loop: a wait is a BLMOVE awaited in steps well inside
+the client's socket timeout.
 """
 
 from __future__ import annotations
