@@ -66,11 +66,20 @@ def _summary(walls: list[float], cpus: list[float]) -> dict[str, float]:
     }
 
 
-def measure(sources: dict[str, Path], redis_url: str, job_id: str, runs: int) -> dict[str, Any]:
-    """``ajobs status`` of the code in each of ``sources``, with and without bytecode caches. The variants'
-    runs alternate (one of each, ``runs`` times), so a machine whose load changes meanwhile weighs on each
-    the same."""
-    argv = [sys.executable, *COMMAND, job_id]
+FLOOR = ["-c", "import click, pydantic_settings, redis, schemas.job"]
+"""The libraries any read needs, imported and nothing done: the floor under ``ajobs status``."""
+
+
+def measure(
+    sources: dict[str, Path], redis_url: str, job_id: str, runs: int, floor: str | None = None
+) -> dict[str, Any]:
+    """``ajobs status`` of the code in each of ``sources`` (and, named ``floor``, the bare imports of the
+    libraries it needs), with and without bytecode caches. The variants' runs alternate (one of each,
+    ``runs`` times), so a machine whose load changes meanwhile weighs on each the same."""
+    commands = {name: [sys.executable, *COMMAND, job_id] for name in sources}
+    if floor is not None:
+        sources = {**sources, floor: ROOT}
+        commands[floor] = [sys.executable, *FLOOR]
     found: dict[str, Any] = {name: {} for name in sources}
     for cached in (True, False):
         with tempfile.TemporaryDirectory(prefix="aj-pyc-") as prefix:
@@ -80,11 +89,11 @@ def measure(sources: dict[str, Path], redis_url: str, job_id: str, runs: int) ->
                 env["PYTHONPATH"] = str(source)  # ahead of the editable install's finder
                 envs[name] = env
                 if cached:  # the warm-up writes the caches the timed runs read
-                    _run(argv, env, source)
+                    _run(commands[name], env, source)
             samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sources}
             for _ in range(runs):
                 for name, source in sources.items():
-                    wall, cpu = _run(argv, envs[name], source)
+                    wall, cpu = _run(commands[name], envs[name], source)
                     samples[name][0].append(wall)
                     samples[name][1].append(cpu)
             for name, (walls, cpus) in samples.items():
@@ -156,7 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         sources = {after: ROOT}
         if args.before:
             sources = {f"before ({args.before[:10]})": stack.enter_context(exported(args.before)), **sources}
-        measured = measure(sources, url, job_id, args.runs)
+        measured = measure(
+            sources,
+            url,
+            job_id,
+            args.runs,
+            floor="floor: importing click, pydantic-settings, redis and the record model",
+        )
     data = {
         "command": f".venv/bin/python bench/cli_startup.py --runs {args.runs}"
         + (f" --before {args.before}" if args.before else ""),
