@@ -281,6 +281,20 @@ def render(out: Path) -> str:
             f"Machine: {_machine(redis_cost)}.",
             "",
         ]
+    startup = _load(out, "cli_startup")
+    if startup:
+        from bench.cli_startup import table as startup_table
+
+        load = ", ".join(f"{x:.1f}" for x in startup["machine"]["load_average"])
+        parts += [
+            "## CLI start-up (bench/cli_startup.py)",
+            "",
+            f"Command: `{startup['command']}`. Timed: {startup['timed']}; {startup['runs']} runs of each,"
+            f" {startup['tool']}; {startup['machine']['cpus']} CPUs, load average {load} at the end.",
+            "",
+            startup_table(startup),
+            "",
+        ]
     analysis = Path(__file__).parent / "ANALYSIS.md"
     if analysis.exists():
         parts += [analysis.read_text().strip(), ""]

@@ -2,10 +2,9 @@
 
 ``VectorStoreBatchRequest`` names the target store (or a ``NewVectorStore`` to create) and the inputs,
 file ids and/or local paths. Paths are not checked by the model, since that needs the file system;
-``path_problem`` is the pure check the worker runs on each path once it has looked at the disk.
+``path_problem`` (`schemas.paths`) is the pure check run on each path once the disk has been looked at.
 """
 
-import os
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, model_validator
@@ -25,8 +24,6 @@ from schemas.limits import (
     CHUNK_SIZE_MAX,
     CHUNK_SIZE_MIN,
     EXPIRES_AFTER_DAYS_MAX,
-    FILE_SEARCH_EXTENSIONS,
-    FILE_SIZE_MAX,
     INDEX_DEADLINE_MAX_S,
     INDEX_INPUTS_MAX,
     INDEX_REQUEST_BYTES_MAX,
@@ -34,6 +31,7 @@ from schemas.limits import (
     VECTOR_STORE_DESCRIPTION_MAX,
     VECTOR_STORE_NAME_MAX,
 )
+from schemas.paths import path_problem
 from schemas.strings import NAME, TEXT, Id
 
 
@@ -157,23 +155,13 @@ class VectorStoreBatchRequest(BaseModel):
         return self
 
 
-def path_problem(path: str, size: int | None, readable: bool, exists: bool) -> str | None:
-    """Why `path` cannot be indexed, as a short human message, or None when it can.
-
-    Pure: the caller looks at the file system and passes what it found (`size` None when unknown).
-    """
-    if not exists:
-        return "missing"
-    if not readable:
-        return "not readable"
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in FILE_SEARCH_EXTENSIONS:
-        accepted = " ".join(sorted(FILE_SEARCH_EXTENSIONS))
-        found = f"unsupported extension {extension}" if extension else "no file extension"
-        return f"{found} (file_search accepts: {accepted})"
-    if size is not None and size > FILE_SIZE_MAX:
-        return f"larger than {FILE_SIZE_MAX // (1024 * 1024)} MiB"
-    if size == 0:
-        # The Files API refuses empty uploads, so say so before uploading.
-        return "empty"
-    return None
+__all__ = [
+    "AutoChunking",
+    "ChunkingStrategy",
+    "ExpiresAfter",
+    "NewVectorStore",
+    "StaticChunking",
+    "StaticChunkingConfig",
+    "VectorStoreBatchRequest",
+    "path_problem",
+]

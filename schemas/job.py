@@ -7,9 +7,12 @@ These models are what lands in Redis under ``job:{id}`` and what any reader
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from schemas.results import CleanupResult, IndexResult, RunResult, TypedResult
 
 
 class JobKind(StrEnum):
@@ -157,6 +160,52 @@ class JobRecord(BaseModel):
     idempotency_key: str | None = None
     end_learnt_by: Literal["webhook", "poll"] | None = None
     """How the system learnt that the job's remote run ended: from a webhook, or by polling."""
+
+    # --- typed views of the result (the stored JSON stays as it is) ------------------------------
+    def typed_result(self) -> TypedResult | None:
+        """The result as the model of this job's kind (`schemas.results`); None while there is none.
+
+        A run that ended without a result (failed, cancelled) still has its usage and tool rounds.
+        """
+        if self.kind == JobKind.RUN:
+            return self.run_result()
+        if self.kind == JobKind.INDEX:
+            return self.index_result()
+        return self.cleanup_result()
+
+    def run_result(self) -> RunResult | None:
+        """The result of a run job (text, annotations, file ids, usage, tool rounds); None while it has
+        neither a result nor usage. `WrongKind` for another kind."""
+        from schemas.results import run_result
+
+        self._require_kind(JobKind.RUN)
+        if self.result is None and self.usage is None:
+            return None
+        return run_result(self.result, self.usage, self.remote)
+
+    def index_result(self) -> IndexResult | None:
+        """The result of an indexing job (store id, counts, failed files with their errors); None while
+        there is none. `WrongKind` for another kind."""
+        from schemas.results import IndexResult
+
+        self._require_kind(JobKind.INDEX)
+        return None if self.result is None else IndexResult.model_validate(self.result)
+
+    def cleanup_result(self) -> CleanupResult | None:
+        """The result of a clean-up job (counts per target); None while there is none. `WrongKind` for
+        another kind."""
+        from schemas.results import CleanupResult
+
+        self._require_kind(JobKind.CLEANUP)
+        return None if self.result is None else CleanupResult.model_validate(self.result)
+
+    def _require_kind(self, kind: JobKind) -> None:
+        if self.kind != kind:
+            raise WrongKind(f"job {self.id} is a {self.kind.value} job, not a {kind.value} job")
+
+
+class WrongKind(TypeError):
+    """A typed result asked of a job of another kind (``index_result()`` of a run job)."""
 
 
 class JobEvent(BaseModel):

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.backends import RunBackend
 from schemas.cleanup import CleanupRequest, CleanupTarget
 from schemas.common import (
     Attributes,
@@ -48,7 +49,6 @@ from schemas.run import (
     PromptRef,
     ResponseFormat,
     ResponseFormatOption,
-    RunBackend,
     RunRequest,
     RunStrategy,
     ToolOutput,

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.backends import RunBackend
 from schemas.common import (
     _STRICT,
     IdempotencyKey,
@@ -70,15 +71,6 @@ class RunStrategy(StrEnum):
     """Fail at once with the error code ``thread_busy``."""
     INTERRUPT = "interrupt"
     """Cancel the active run, then start this one."""
-
-
-class RunBackend(StrEnum):
-    """Which OpenAI API carries out a run."""
-
-    ASSISTANTS = "assistants"
-    """Assistants API: a run of an assistant on a thread."""
-    RESPONSES = "responses"
-    """Responses API: a background response, optionally in a conversation."""
 
 
 class AttachmentTool(BaseModel):

@@ -27,6 +27,7 @@ from tasks.steps import Services, internal_error
 from tasks.tools import Tools
 from worker.connections import store
 from worker.dispatch import Dispatcher, job_ids_of
+from worker.flower import describe_ends
 from worker.openai_client import openai_client
 from worker.settings import get_settings
 
@@ -52,6 +53,16 @@ class JobTask(Task):  # type: ignore[type-arg,misc]
 
     def fail_job(self, svc: Services, job_id: str, error: JobError) -> None:
         """End one job this task gave up on, the way its kind ends jobs (kinds override this)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str | None:
+        """Run the task; its result is where its jobs are now (``job_x -> failed (not_found)``), which
+        Flower shows. A failure to read that never fails the task: the step has been done."""
+        super().__call__(*args, **kwargs)
+        try:
+            return describe_ends(store().jobs.ends(job_ids_of(args)))
+        except Exception:
+            log.debug("could not read the ends of task %s's jobs", self.name, exc_info=True)
+            return None
 
     def after_return(
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -24,7 +24,7 @@ import openai
 from schemas.context import STORED
 from schemas.job import JobError, JobRecord, JobStatus
 from schemas.requests import VectorStoreBatchRequest
-from tasks.index_uploads import bad_paths_error, check_paths
+from tasks.index_uploads import bad_paths_error
 from tasks.steps import (
     Services,
     cancel_end,
@@ -35,6 +35,7 @@ from tasks.steps import (
 )
 from worker import constants as c
 from worker.errors import classify
+from worker.paths import check_paths
 from worker.polls import BatchPoll
 
 log = logging.getLogger(__name__)

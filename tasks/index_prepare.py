@@ -33,6 +33,7 @@ from tasks.steps import (
     Services,
     defer,
 )
+from worker import constants as c
 from worker.backoff import error_delay
 from worker.openai_client import request_timeout
 from worker.store.inventory import managed_metadata
@@ -162,6 +163,9 @@ def _upload(svc: Services, record: JobRecord, request: VectorStoreBatchRequest, 
         record.id,
         concurrency=s.upload_concurrency,
         request_timeout=request_timeout(s),
+        progress=lambda done, total: svc.store.jobs.announce(
+            record.id, c.UPLOADED_EVENT, {"uploaded": done, "total": total}
+        ),
     )
     chunk = uploader.run(paths, max(until - time.monotonic(), 0.0))
     if chunk.error is not None:

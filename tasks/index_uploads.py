@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import openai
 
 from schemas.job import JobError
-from schemas.requests import path_problem
 from worker.errors import classify
 from worker.store.inventory import Inventory
 from worker.store.uploads import Uploads
@@ -32,28 +31,14 @@ log = logging.getLogger(__name__)
 
 ADOPT_SLACK_S = 5
 """Seconds before the oldest pending upload's note from which orphan files are looked for (clock skew)."""
+PROGRESS_EVERY_S = 0.5
+"""Least seconds between two upload progress reports of a chunk (the last upload is always reported)."""
+
+Progress = Callable[[int, int], None]
+"""Reports ``(files uploaded so far, files to upload in all)``."""
 
 
-# --- checks -----------------------------------------------------------------------------------
-def check_path(path: str) -> str | None:
-    """Why ``path`` cannot be indexed (missing, unreadable, not a file, bad extension, too big), or None."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return path_problem(path, None, readable=False, exists=False)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if not os.path.isfile(path):
-        return "not a regular file"
-    return path_problem(path, st.st_size, readable=os.access(path, os.R_OK), exists=True)
-
-
-def check_paths(paths: Sequence[str]) -> list[tuple[str, str]]:
-    """Every bad path with why, in the order given (empty when all can be uploaded)."""
-    problems = ((path, check_path(path)) for path in paths)
-    return [(path, why) for path, why in problems if why is not None]
-
-
+# --- checks (the rules and the look at the disk are worker.paths', shared with producers) ---------
 def bad_paths_error(bad: Sequence[tuple[str, str]], total: int) -> JobError:
     """One error naming each bad path and why; nothing was uploaded."""
     lines = "; ".join(f"{path}: {why}" for path, why in bad)
@@ -78,6 +63,23 @@ class Chunk:
 
 
 @dataclass
+class _Throttled:
+    """Passes upload counts on to a `Progress`, at most every `PROGRESS_EVERY_S` and always the last."""
+
+    progress: Progress | None
+    before: int
+    total: int
+    _at: float = 0.0
+
+    def __call__(self, uploaded: int, last: bool) -> None:
+        now = time.monotonic()
+        if self.progress is None or not uploaded or (not last and now - self._at < PROGRESS_EVERY_S):
+            return
+        self._at = now
+        self.progress(self.before + uploaded, self.total)
+
+
+@dataclass
 class Uploader:
     """Uploads one job's paths with the sync SDK client, recording each in Redis as it returns."""
 
@@ -87,6 +89,8 @@ class Uploader:
     job_id: str
     concurrency: int
     request_timeout: float
+    progress: Progress | None = None
+    """Told how many files are uploaded as uploads return (at most every `PROGRESS_EVERY_S`)."""
 
     def run(self, paths: Sequence[str], budget_s: float) -> Chunk:
         """Upload the paths not yet recorded until ``budget_s`` seconds have passed (in-flight
@@ -94,6 +98,7 @@ class Uploader:
         chunk = Chunk(adopted=self.adopt_orphans(paths))
         done = self.uploads.recorded(self.job_id)
         todo = [p for p in paths if p not in done]
+        report = _Throttled(self.progress, len(paths) - len(todo), len(paths))
         until = time.monotonic() + budget_s
         pending: set[Future[str]] = set()
         by_future: dict[Future[str], str] = {}
@@ -112,6 +117,7 @@ class Uploader:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     self._settle(chunk, by_future.pop(future), future)
+                report(chunk.uploaded, last=not pending)
         chunk.remaining = len(paths) - len(self.uploads.recorded(self.job_id))
         return chunk
 

@@ -190,7 +190,8 @@ def send_outputs(svc: Services, job_id: str, outputs: list[dict[str, str]]) -> N
             update={
                 "status": JobStatus.RUNNING,
                 "tool_calls": [],
-                "remote": {**r.remote, **remote},
+                # tool_rounds: read by the typed result (schemas.results.RunResult)
+                "remote": {**r.remote, **remote, "tool_rounds": int(r.remote.get("tool_rounds", 0)) + 1},
                 "retries": 0,
             }
         ),

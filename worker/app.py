@@ -17,7 +17,6 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_init
-from kombu import Exchange, Queue
 
 import tasks.cleanup
 import tasks.indexing
@@ -25,72 +24,20 @@ import tasks.runs
 from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
-from worker.beat import beat_config
-from worker.broker import broker_config, exchange_type, queue_arguments
+from worker.celery_config import APP_NAME, configure
 from worker.connections import store
 from worker.durability import DurabilityCheck
-from worker.flower import install_arg_redaction
+from worker.flower import install_task_display
 from worker.metrics import install_worker_hooks
 from worker.openai_client import warm_imports
 from worker.polls import BatchPoll, RunPoll
+from worker.preflight import ApiKeyCheck
 from worker.settings import Settings, get_settings
 from worker.watchdog import Watchdog, kombu_backlog
 
 TASK_MODULES = [tasks.runs.__name__, tasks.indexing.__name__, tasks.cleanup.__name__]
 """The task modules, imported here (not found by Celery from the working directory), so a user's own
 ``tasks.py`` beside the worker can never shadow them."""
-
-
-def configure(app: Celery, s: Settings) -> None:
-    """Put the settings into ``app.conf``."""
-    app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        event_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        result_backend=None,
-        task_ignore_result=True,
-        # Every task here is idempotent: a redelivered message finds the job's state and carries on.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_soft_time_limit=s.task_soft_time_limit,
-        task_time_limit=s.task_time_limit,
-        worker_send_task_events=True,
-        # Each queue on its own direct exchange: a message lands in exactly one queue. Listed in the
-        # order a worker serves them (queue_order_strategy "priority" below): a run that ended is
-        # finished before new runs are started, so a burst of submits never delays learning of an end.
-        task_queues=[
-            Queue(q, Exchange(q, type=exchange_type(s)), routing_key=q, queue_arguments=queue_arguments(s))
-            for q in (s.queue_runs_active, s.queue_runs, s.queue_indexing, s.queue_maintenance)
-        ],
-        task_default_queue=s.queue_runs,
-        task_routes={
-            "aj.run.finish": {"queue": s.queue_runs_active},
-            "aj.run.finish_many": {"queue": s.queue_runs_active},
-            "aj.run.tool_outputs": {"queue": s.queue_runs_active},
-            "aj.run.cancel": {"queue": s.queue_runs_active},
-            "aj.run.*": {"queue": s.queue_runs},
-            "aj.index.*": {"queue": s.queue_indexing},
-            "aj.cleanup.*": {"queue": s.queue_maintenance},
-        },
-        broker_connection_retry_on_startup=True,
-        # Ride out a broker restart of a few seconds when publishing (a retry, a next step, a start).
-        task_publish_retry_policy={
-            "max_retries": 10,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 2,
-        },
-        worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-    )
-    # Beat (celery-redbeat): the clean-up sweeps' schedule and the lock that lets one beat fire them.
-    app.conf.update(beat_config(s))
-    # The broker: its URL, TLS, Sentinel or RabbitMQ options; on Redis, a worker sets a malformed message
-    # aside rather than dying on it, and a killed worker's messages come back in seconds (worker.broker).
-    app.conf.update(broker_config(s))
 
 
 class PollerStep(bootsteps.StartStopStep):
@@ -134,12 +81,13 @@ costs CPU at thousands of calls a minute. Their warnings and errors still show."
 def create_app(settings: Settings | None = None) -> Celery:
     """The Celery app for ``settings`` (read from the environment when None)."""
     settings = settings or get_settings()
-    celery = Celery("assistant_jobs", include=[*TASK_MODULES, *settings.tool_modules])
+    celery = Celery(APP_NAME, include=[*TASK_MODULES, *settings.tool_modules])
     configure(celery, settings)
     celery.steps["worker"].add(PollerStep)
     celery.steps["worker"].add(DurabilityCheck)  # warns, or refuses, on a Redis that can lose jobs
+    celery.steps["worker"].add(ApiKeyCheck)  # refuses to start without an API key
     install_worker_hooks()
-    install_arg_redaction()
+    install_task_display()
     quiet_assistants_deprecation()
     # In the worker's main process, before the pool forks: every pool process inherits the SDK's modules.
     worker_init.connect(lambda **_: warm_imports(), weak=False)

@@ -1,377 +1,202 @@
-"""``ajobs``: submit jobs and follow them from a shell.
+"""``ajobs``: submit jobs and follow them from a shell, and start the roles an operator runs.
 
-Exit codes: 0 success, 1 the job ended in failure, 2 usage or validation error.
+Exit codes (`worker.problems.ExitCode`, listed in the README): 0 success, 1 the job ended badly, 2 usage
+or validation, 3 infrastructure unreachable, 4 timed out waiting, 130 interrupted. Every error is one
+line on stderr (a bad request: one line per field), never a traceback, unless it is a bug.
+
+Read commands import only what reading needs (click, the record model, the Redis client): Celery, the
+request models and the OpenAI SDK are imported by the commands that use them. What every command shares
+is in `worker.cli_base`; the submit commands are `worker.cli_submit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from schemas.job import JobRecord, JobStatus
-from schemas.requests import json_schemas
+from worker.cli_base import (
+    CONTEXT,
+    STATE,
+    Failure,
+    emit_json,
+    jobs,
+    pairs,
+    say,
+    show_record,
+    show_table,
+    wait_for,
+    warn,
+)
+from worker.cli_submit import submit
+from worker.problems import ExitCode
 from worker.settings import ConfigurationError
 
-F = TypeVar("F", bound=Callable[..., Any])
-out = Console()
-err = Console(stderr=True)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 
-def _jobs() -> Any:
-    from worker.client import Jobs
+# --- commands -------------------------------------------------------------------------------------
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="assistant-jobs", prog_name="ajobs", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Submit OpenAI jobs and follow them; start the workers, beat, Flower and the metrics exporter.
 
-    return Jobs()
-
-
-def _fail_usage(message: str) -> NoReturn:
-    # soft_wrap: a long message stays one line in a log, however narrow the terminal.
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    sys.exit(EXIT_USAGE)
-
-
-def friendly(fn: F) -> F:
-    """Turn validation and configuration errors into a message naming each bad field, exit 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from worker.client import ToolOutputsRejected
-        from worker.store import JobNotFound
-
-        try:
-            return fn(*args, **kwargs)
-        except ValidationError as exc:
-            lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()]
-            _fail_usage("invalid request:\n" + "\n".join(lines))
-        except (ToolOutputsRejected, JobNotFound) as exc:
-            _fail_usage(str(exc))
-        except ConfigurationError as exc:
-            _fail_usage(str(exc))
-
-    return wrapper  # type: ignore[return-value]
+    Exit codes: 0 success, 1 the job ended badly, 2 usage or validation, 3 Redis, the broker or the API
+    unreachable, 4 timed out waiting, 130 interrupted.
+    """
 
 
-def _print_record(record: JobRecord, as_json: bool) -> None:
-    if as_json:
-        click.echo(record.model_dump_json(indent=2))
-        return
-    table = Table(show_header=False, box=None)
-    table.add_row("id", record.id)
-    table.add_row("kind", record.kind.value)
-    table.add_row("status", record.status.value)
-    for key, value in record.remote.items():
-        table.add_row(key, str(value))
-    if record.tool_calls:
-        for call in record.tool_calls:
-            table.add_row("tool call", f"{call.id} {call.name}({call.arguments})")
-    if record.progress:
-        p = record.progress
-        table.add_row(
-            "progress", f"{p.completed}/{p.total} done, {p.failed} failed, {p.in_progress} in progress"
-        )
-    if record.result:
-        text = record.result.get("text")
-        table.add_row("result", text if isinstance(text, str) else json.dumps(record.result))
-    if record.usage:
-        table.add_row("usage", f"{record.usage.prompt_tokens} in, {record.usage.completion_tokens} out")
-    if record.error:
-        table.add_row("error", f"{record.error.code}: {record.error.message}")
-    out.print(table)
+cli.add_command(submit)
 
 
-def _exit_for(record: JobRecord) -> NoReturn:
-    ok = record.status in (
-        JobStatus.COMPLETED,
-        JobStatus.QUEUED,
-        JobStatus.RUNNING,
-        JobStatus.REQUIRES_ACTION,
-    )
-    sys.exit(EXIT_OK if ok else EXIT_FAILED)
-
-
-def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
-    result = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            _fail_usage(f"{option} takes KEY=VALUE, got {item!r}")
-        result[key] = value
-    return result
-
-
-def _submit_and_report(request: dict[str, Any], wait: bool, timeout: float | None, as_json: bool) -> None:
-    jobs = _jobs()
-    ref = jobs.submit(request)
-    if not wait:
-        if as_json:
-            click.echo(json.dumps({"id": ref.id, "created": ref.created}))
-        else:
-            out.print(f"{ref.id}{'' if ref.created else ' (existing job for this idempotency key)'}")
-        return
-    record = _wait(jobs, ref.id, timeout, as_json)
-    _print_record(record, as_json)
-    _exit_for(record)
-
-
-def _wait(jobs: Any, job_id: str, timeout: float | None, as_json: bool) -> JobRecord:
-    record: JobRecord = jobs.get(job_id)
-    if as_json or record.status.ended or record.kind.value != "index":
-        return jobs.wait(job_id, timeout)  # type: ignore[no-any-return]
-    from worker.progress import follow_progress
-
-    return follow_progress(jobs, job_id, timeout)
-
-
-@click.group()
-def main() -> None:
-    """Submit OpenAI jobs and follow them."""
-
-
-@main.group()
-def submit() -> None:
-    """Submit a job (prints its id at once, or waits with --wait)."""
-
-
-_common = [
-    click.option("--idempotency-key", help="The same key within its TTL returns the same job."),
-    click.option("--deadline", "deadline_s", type=float, help="Seconds the job may take."),
-    click.option("--wait", is_flag=True, help="Wait for the job's end and print it."),
-    click.option("--timeout", type=float, help="Seconds to wait at most with --wait."),
-    click.option("--json", "as_json", is_flag=True, help="Print JSON."),
-]
-
-
-def common(fn: F) -> F:
-    """The options every submit command takes."""
-    for option in reversed(_common):
-        fn = option(fn)
-    return fn
-
-
-@submit.command("run")
-@click.option("--assistant", "assistant_id", help="Assistant id (assistants backend).")
-@click.option("--backend", type=click.Choice(["assistants", "responses"]))
-@click.option("--thread", "thread_id", help="Existing thread (a new one is created when omitted).")
-@click.option("--conversation", "conversation_id", help="Existing conversation (responses backend).")
-@click.option("-m", "--message", "messages", multiple=True, help="A user message (repeatable).")
-@click.option("--model")
-@click.option("--instructions")
-@click.option("--metadata", multiple=True, help="KEY=VALUE (repeatable).")
-@click.option("--strategy", type=click.Choice(["enqueue", "reject", "interrupt"]))
-@click.option(
-    "--body", type=click.File("r"), help="A JSON request (fields above override it); '-' for stdin."
-)
-@common
-@friendly
-def submit_run(
-    body: Any,
-    messages: tuple[str, ...],
-    metadata: tuple[str, ...],
-    wait: bool,
-    timeout: float | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Submit a model run."""
-    request: dict[str, Any] = json.load(body) if body else {}
-    request.update({k: v for k, v in fields.items() if v is not None})
-    if messages:
-        request["messages"] = [{"role": "user", "content": m} for m in messages]
-    if metadata:
-        request["metadata"] = _pairs(metadata, "--metadata")
-    request["kind"] = "run"
-    _submit_and_report(request, wait, timeout, as_json)
-
-
-@submit.command("index")
-@click.option("--store", "vector_store_id", help="Existing vector store id.")
-@click.option("--new-store", help="Create a vector store with this name.")
-@click.option("--file-id", "file_ids", multiple=True, help="An uploaded file id (repeatable).")
-@click.option("--retry-failed", type=int, help="Extra rounds for files that fail to index.")
-@click.option(
-    "--skip-bad-paths", is_flag=True, help="Skip bad paths (named in the result) instead of refusing."
-)
-@click.argument("paths", nargs=-1)
-@common
-@friendly
-def submit_index(
-    new_store: str | None,
-    file_ids: tuple[str, ...],
-    paths: tuple[str, ...],
-    wait: bool,
-    timeout: float | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Index files into a vector store."""
-    request: dict[str, Any] = {"kind": "index", **{k: v for k, v in fields.items() if v not in (None, False)}}
-    if new_store:
-        request["new_store"] = {"name": new_store}
-    if file_ids:
-        request["file_ids"] = list(file_ids)
-    if paths:
-        request["paths"] = list(paths)
-    _submit_and_report(request, wait, timeout, as_json)
-
-
-@submit.command("cleanup")
-@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    type=click.Choice(["threads", "conversations", "vector_stores", "files", "jobs"]),
-)
-@click.option("--include-unmanaged", is_flag=True, help="Also touch objects this system did not create.")
-@common
-@friendly
-def submit_cleanup(
-    targets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool, **fields: Any
-) -> None:
-    """Run a clean-up sweep by hand."""
-    request: dict[str, Any] = {"kind": "cleanup", **{k: v for k, v in fields.items() if v is not None}}
-    if targets:
-        request["targets"] = list(targets)
-    _submit_and_report(request, wait, timeout, as_json)
-
-
-@main.command("tool-outputs")
+@cli.command("tool-outputs", context_settings=CONTEXT)
 @click.argument("job_id")
 @click.option("-o", "--output", "outputs", multiple=True, help="CALL_ID=OUTPUT (repeatable).")
-@click.option(
-    "--json-file", type=click.File("r"), help="A JSON list of {tool_call_id, output}; '-' for stdin."
-)
-@click.option("--json", "as_json", is_flag=True)
-@friendly
+@click.option("--json-file", type=click.File("r"), help="A JSON list of {tool_call_id, output}; - for stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 def tool_outputs(job_id: str, outputs: tuple[str, ...], json_file: Any, as_json: bool) -> None:
-    """Answer the tool calls a job waits on."""
+    """Answer the tool calls a job waits on (every pending call, once)."""
     given = json.load(json_file) if json_file else []
-    given += [{"tool_call_id": k, "output": v} for k, v in _pairs(outputs, "--output").items()]
-    _print_record(_jobs().submit_tool_outputs(job_id, given), as_json)
-
-
-@main.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-@friendly
-def status(job_id: str, as_json: bool) -> None:
-    """Show a job."""
-    _print_record(_jobs().get(job_id), as_json)
-
-
-@main.command()
-@click.argument("job_id")
-@click.option("--timeout", type=float)
-@click.option("--json", "as_json", is_flag=True)
-@friendly
-def wait(job_id: str, timeout: float | None, as_json: bool) -> None:
-    """Wait for a job's end (a progress bar for indexing jobs); exit 1 if it failed."""
-    record = _wait(_jobs(), job_id, timeout, as_json)
-    _print_record(record, as_json)
-    _exit_for(record)
-
-
-@main.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-@friendly
-def cancel(job_id: str, as_json: bool) -> None:
-    """Cancel a job."""
-    _print_record(_jobs().cancel(job_id), as_json)
-
-
-@main.command("list")
-@click.option("--status", "status_", type=click.Choice([s.value for s in JobStatus]))
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50)
-@click.option("--json", "as_json", is_flag=True)
-@friendly
-def list_jobs(status_: str | None, limit: int, as_json: bool) -> None:
-    """List the newest jobs."""
-    records = _jobs().list(JobStatus(status_) if status_ else None, limit)
-    _print_table(records, as_json)
-
-
-def _print_table(records: Sequence[JobRecord], as_json: bool) -> None:
+    given += [{"tool_call_id": k, "output": v} for k, v in pairs(outputs, "--output").items()]
+    record = jobs().submit_tool_outputs(job_id, given)
     if as_json:
-        click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        show_record(record, True)
+    else:
+        say(f"sent {len(given)} tool output(s) to {job_id}; it runs on")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job: status, kind, backend, attempts, error, result, remote ids, times."""
+    show_record(jobs().get(job_id), as_json)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--timeout", type=float, help="Seconds to wait at most (then exit 4, saying why it may wait).")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+def wait(job_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for a job's end (a progress bar for indexing jobs); exit 1 if it ended badly."""
+    wait_for(job_id, timeout, as_json)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+def cancel(job_id: str, as_json: bool) -> None:
+    """Cancel a job, and say what that did."""
+    client = jobs()
+    before = client.get(job_id)
+    after = client.cancel(job_id)
+    if as_json:
+        show_record(after, True)
         return
-    table = Table("id", "kind", "status", "updated", "error")
-    for r in records:
-        table.add_row(
-            r.id, r.kind.value, r.status.value, f"{r.updated_at:.0f}", r.error.code if r.error else ""
+    say(cancel_outcome(before, after))
+
+
+def cancel_outcome(before: JobRecord, after: JobRecord) -> str:
+    """What a cancel did, for a person."""
+    job = after.id
+    if before.status.ended:
+        return f"{job} had already ended ({before.status.value}): nothing to cancel"
+    if before.cancel_requested:
+        return (
+            f"{job}: a cancel was already asked for; it is {after.status.value} until its remote work stops"
         )
-    out.print(table)
+    if after.status == JobStatus.CANCELLED:
+        return f"{job} cancelled: it was still queued, so it never reached OpenAI"
+    return (
+        f"{job}: cancel sent; it was {before.status.value}, its remote work is being cancelled and it ends "
+        "cancelled once OpenAI confirms (ajobs wait to follow it)"
+    )
 
 
-@main.command()
-@click.option("--follow", is_flag=True, help="Keep printing new events.")
+@cli.command("list", context_settings=CONTEXT)
+@click.option(
+    "--status", "status_", type=click.Choice([s.value for s in JobStatus]), help="Only jobs in this status."
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Newest jobs shown."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
+def list_jobs(status_: str | None, limit: int, as_json: bool) -> None:
+    """List the newest jobs (ids in full)."""
+    show_table(jobs().list(JobStatus(status_) if status_ else None, limit), as_json)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--follow", is_flag=True, help="Keep printing new events (Ctrl-C to stop).")
 @click.option("--since", help="Stream id to start after (default: the start, or now with --follow).")
-@click.option("--json", "as_json", is_flag=True)
-@friendly
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def events(follow: bool, since: str | None, as_json: bool) -> None:
     """Print job events."""
-    jobs = _jobs()
+    from worker.display import stamp
+
+    client = jobs()
     last = since or ("$" if follow else None)
     while True:
-        batch = jobs.events(last, block_ms=5000 if follow else None)
+        batch = client.events(last, block_ms=5000 if follow else None)
         for e in batch:
             last = e.stream_id
             if as_json:
                 click.echo(e.model_dump_json())
             else:
-                out.print(f"{e.stream_id} {e.type:<22} {e.job_id} {e.status.value}", highlight=False)
+                say(f"{stamp(e.at)}  {e.type:<20} {e.job_id} {e.kind.value} {e.status.value}")
         if not follow and not batch:
             return
 
 
-@main.group()
+@cli.group(context_settings=CONTEXT)
 def dead() -> None:
-    """Jobs that exhausted their retries."""
+    """Jobs that exhausted their retries (dead letters)."""
 
 
-@dead.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@friendly
+@dead.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as a JSON list.")
 def dead_list(as_json: bool) -> None:
-    """List dead-lettered jobs."""
-    _print_table(_jobs().dead(), as_json)
+    """List dead-lettered jobs, newest first."""
+    show_table(jobs().dead(), as_json)
 
 
-@dead.command("retry")
+@dead.command("retry", context_settings=CONTEXT)
 @click.argument("job_id")
-@friendly
-def dead_retry(job_id: str) -> None:
-    """Submit a dead-lettered job again (as a new job)."""
-    ref = _jobs().retry_dead(job_id)
-    out.print(ref.id)
+@click.option("--json", "as_json", is_flag=True, help="Print {id, created} of the new job as JSON.")
+def dead_retry(job_id: str, as_json: bool) -> None:
+    """Submit a dead-lettered job's request again, as a new job."""
+    ref = jobs().retry_dead(job_id)
+    if as_json:
+        emit_json({"id": ref.id, "created": ref.created, "retried": job_id})
+    else:
+        say(f"{ref.id} (a new job retrying {job_id})")
 
 
-@main.command()
+@cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
 def schema(name: str | None) -> None:
-    """Print the JSON Schemas of the requests, for producers in other languages."""
+    """Print the JSON Schemas of the requests (NAME: one of them), for producers in other languages."""
+    from schemas.requests import json_schemas
+
     schemas = json_schemas()
     if name and name not in schemas:
-        _fail_usage(f"no schema {name!r}; known: {', '.join(schemas)}")
-    click.echo(json.dumps(schemas[name] if name else schemas, indent=2))
+        raise Failure(f"no schema {name!r}; known: {', '.join(schemas)}")
+    emit_json(schemas[name] if name else schemas)
 
 
 # The roles' own options belong to Celery: everything after the command, --help included, goes to it.
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-@main.command("worker", context_settings=_PASS_THROUGH)
+@cli.command("worker", context_settings=_PASS_THROUGH)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@friendly
 def worker_command(celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker and its poll loop (options go to celery worker, e.g. --concurrency 4 -Q runs)."""
     from worker.launch import run_worker
@@ -379,9 +204,8 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     sys.exit(run_worker(celery_args))
 
 
-@main.command("beat", context_settings=_PASS_THROUGH)
+@cli.command("beat", context_settings=_PASS_THROUGH)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@friendly
 def beat_command(celery_args: tuple[str, ...]) -> None:
     """Start beat with the redbeat scheduler (any number may run: one fires the sweeps)."""
     from worker.launch import run_beat
@@ -389,9 +213,8 @@ def beat_command(celery_args: tuple[str, ...]) -> None:
     sys.exit(run_beat(celery_args))
 
 
-@main.command("webhooks")
+@cli.command("webhooks", context_settings=CONTEXT)
 @click.option("--port", type=int, help="Default: AJ_WEBHOOK_PORT (8780).")
-@friendly
 def webhooks_command(port: int | None) -> None:
     """Receive OpenAI's signed webhooks and wake the jobs whose responses ended (AJ_WEBHOOK_SECRET)."""
     from worker.settings import get_settings
@@ -401,9 +224,8 @@ def webhooks_command(port: int | None) -> None:
     serve(settings.model_copy(update={"webhook_port": port}) if port else settings)
 
 
-@main.command("flower", context_settings=_PASS_THROUGH)
+@cli.command("flower", context_settings=_PASS_THROUGH)
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
-@friendly
 def flower_command(flower_args: tuple[str, ...]) -> None:
     """Start Flower behind basic auth (AJ_FLOWER_USER and AJ_FLOWER_PASSWORD, or AJ_FLOWER_DEV=1)."""
     from worker.launch import run_flower
@@ -411,18 +233,98 @@ def flower_command(flower_args: tuple[str, ...]) -> None:
     sys.exit(run_flower(flower_args))
 
 
-@main.command()
+@cli.command(context_settings=CONTEXT)
 @click.option("--port", type=int, help="Default: AJ_METRICS_PORT (9808).")
-@friendly
 def metrics(port: int | None) -> None:
-    """Serve Prometheus metrics (jobs, polls, API requests) read from Redis at /metrics."""
+    """Serve Prometheus metrics (jobs, polls, API requests, durations) read from Redis at /metrics."""
     from worker.connections import store
     from worker.metrics import serve
     from worker.settings import get_settings
 
     settings = get_settings()
-    out.print(f"metrics on http://{settings.metrics_address}:{port or settings.metrics_port}/metrics")
+    say(f"metrics on http://{settings.metrics_address}:{port or settings.metrics_port}/metrics")
     serve(settings, store(), port)
+
+
+# --- the entry point ------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``ajobs``; every error becomes one line and its exit code (`ExitCode`)."""
+    _quiet_logging()
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="ajobs", standalone_mode=False
+        )
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _exit("interrupted", ExitCode.INTERRUPTED)
+    except ConfigurationError as exc:  # a SystemExit: a setting stops the command
+        _exit(str(exc), ExitCode.USAGE)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    except Exception as exc:
+        _exit(*_explained(exc))
+    finally:
+        _close()
+    sys.exit(result if isinstance(result, int) else ExitCode.OK)
+
+
+def _explained(exc: BaseException) -> tuple[str, ExitCode]:
+    """The line and the exit code for an error a command raised (raised again when it is a bug)."""
+    from pydantic import ValidationError
+
+    from worker.paths import BadPaths
+    from worker.problems import explain
+    from worker.producer import ToolOutputsRejected
+    from worker.store import JobNotFound
+
+    if isinstance(exc, Failure):
+        return str(exc), exc.code
+    if isinstance(exc, ValidationError):
+        from worker.display import validation_lines
+
+        return "invalid request:\n  " + "\n  ".join(validation_lines(exc.errors())), ExitCode.USAGE
+    if isinstance(exc, BadPaths | ToolOutputsRejected | JobNotFound):
+        return str(exc), ExitCode.USAGE
+    problem = explain(exc, _settings())
+    if problem is not None:
+        return problem.message, problem.code
+    if exc.__cause__ is not None:  # an upload failed: its cause may be one a person can act on
+        cause = explain(exc.__cause__, _settings())
+        if cause is not None:
+            return f"{exc}: {cause.message}", cause.code
+    raise exc
+
+
+def _settings() -> Settings | None:
+    from worker.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigurationError:
+        return None
+
+
+def _exit(message: str, code: ExitCode) -> NoReturn:
+    warn(f"error: {message}")
+    sys.exit(code)
+
+
+def _close() -> None:
+    client = STATE.pop("jobs", None)
+    if client is not None:
+        with contextlib.suppress(Exception):  # closing never hides the outcome
+            client.close()
+
+
+def _quiet_logging() -> None:
+    """Our warnings as ``warning: ...`` lines on stderr; other libraries' log lines not at all."""
+    logging.getLogger().addHandler(logging.NullHandler())
+    ours = logging.getLogger("worker")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
 
 
 if __name__ == "__main__":

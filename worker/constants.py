@@ -94,3 +94,7 @@ BEAT_MAX_INTERVAL_S = 5.0
 """Most seconds beat sleeps between schedule checks."""
 METRICS_PORT = 9808
 """Default port of the Prometheus exporter."""
+UPLOADED_EVENT = "job.uploaded"
+"""The event an indexing job's worker announces as its uploads return, ``{"uploaded": n, "total": m}``
+(at most twice a second; the record is not written): the record's ``progress`` and ``job.progress``
+count the indexing that follows."""

@@ -13,14 +13,18 @@ Every task's first argument names its jobs: a job id, or a list of job ids (star
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from worker.polls import TaskDue
-from worker.store.schedule import Schedule
+
+if TYPE_CHECKING:
+    from worker.store.schedule import AsyncSchedule, Schedule
 
 Publish = Callable[[str, list[Any], str], None]
 """Publishes Celery task ``name`` with ``args`` under task id ``task_id``."""
+APublish = Callable[[str, list[Any], str], Awaitable[None]]
+"""`Publish` for asyncio: it must not block the loop (kombu is synchronous: send from a thread)."""
 
 
 def job_ids_of(args: Sequence[Any]) -> list[str]:
@@ -67,6 +71,35 @@ class Dispatcher:
         and park them."""
         self.publish(task, args, task_id)
         self.schedule.park(job_ids, token, task_id)
+
+
+class AsyncDispatcher:
+    """`Dispatcher` for asyncio producers. With ``publish`` None nothing is published: the staged entries
+    fall due after ``grace_s`` and a worker's poll loop sends them (relay mode; a grace of 0 makes that
+    the next pass of the loop)."""
+
+    def __init__(self, schedule: AsyncSchedule, publish: APublish | None, grace_s: float):
+        self.schedule = schedule
+        self.publish = publish
+        self.grace_s = grace_s
+
+    async def send(self, task: str, args: list[Any]) -> str:
+        """Stage, publish and park ``task`` with ``args``; the message's task id."""
+        task_id = new_task_id()
+        entries = per_job(task, args)
+        token = await self.schedule.stage(entries, task_id, self.grace_s)
+        if self.publish is not None:
+            await self.publish(task, args, task_id)
+            await self.schedule.park(entries, token, task_id)
+        return task_id
+
+    async def sent(
+        self, task: str, args: list[Any], task_id: str, job_ids: Sequence[str], token: int
+    ) -> None:
+        """Publish a message whose entries a store script staged (a submit) and park them."""
+        if self.publish is not None:
+            await self.publish(task, args, task_id)
+            await self.schedule.park(job_ids, token, task_id)
 
 
 def new_task_id() -> str:

@@ -6,9 +6,11 @@ localhost), with a warning line: Flower can cancel tasks and shut workers down, 
 without auth where another machine can reach it. The credentials reach Flower through its
 ``FLOWER_BASIC_AUTH`` environment variable, not the command line, so ``ps`` never shows the password.
 
-What Flower shows of a task is its name and its arguments' repr. Our tasks take job ids, kinds and
-targets; the one that carries producer data (tool outputs) has its shown arguments cut to the job id
-and a count by `install_arg_redaction`. The API key is never an argument of anything.
+What Flower shows of a task is its name, its arguments' repr and its result. Every publisher sets the repr
+to the task's job ids and kind (`install_task_display`: ``job_x (run)``, or the first ids and a count for a
+message carrying many), so producer data (tool outputs, a poll's body) never shows; and every job task
+returns where its jobs ended up (``job_x -> failed (not_found)``, `describe_ends`), which Flower shows as the
+result. The API key is never an argument of anything.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from worker import constants as c
+from worker.dispatch import job_ids_of
 from worker.settings import ConfigurationError, Settings, get_settings
 
 _TOOL_OUTPUTS = c.TASK_TOOL_OUTPUTS.format(kind="run")
@@ -78,11 +82,17 @@ def dev_warning(s: Settings) -> str | None:
     )
 
 
+TASKS_COLUMNS = "name,args,result,state,received,runtime,worker,uuid"
+"""The columns of Flower's tasks page: its defaults plus the arguments (the task's jobs and kind) and the
+result (where they ended), so the page shows jobs and their outcomes."""
+
+
 def flower_argv(s: Settings, python: str = sys.executable) -> list[str]:
-    """The command that starts Flower against the workers' broker, on the settings' address and port."""
+    """The command that starts Flower against the workers' broker, on the settings' address and port,
+    showing each task's jobs and their ends."""
     return [
         python, "-m", "celery", "-A", "worker.app", "flower",
-        f"--address={s.flower_address}", f"--port={s.flower_port}",
+        f"--address={s.flower_address}", f"--port={s.flower_port}", f"--tasks_columns={TASKS_COLUMNS}",
     ]  # fmt: skip
 
 
@@ -97,22 +107,66 @@ def main() -> None:
     os.execve(argv[0], argv, env)
 
 
-def redact_args(
+SHOWN_IDS = 3
+"""Job ids a task carrying many jobs shows before "+N more" (in its arguments and its result)."""
+
+
+def describe_args(task: str, args: Sequence[Any]) -> str:
+    """What Flower shows as a task's arguments: its job ids and kind (``job_x (run)``; the first ids and
+    the count for a message carrying many), never producer data: tool outputs become a count."""
+    if task == c.TASK_SCHEDULED_CLEANUP:
+        targets = args[0] if args and isinstance(args[0], list) else []
+        return f"sweep of {', '.join(str(t) for t in targets) or 'every target'}"
+    kind = task.split(".")[1] if task.count(".") >= 2 else "?"
+    ids = job_ids_of(args)
+    if not ids:
+        return f"({kind})"
+    shown = _listed(ids)
+    line = f"{shown} ({kind})" if len(ids) == 1 else f"{len(ids)} {kind} jobs: {shown}"
+    if task == _TOOL_OUTPUTS and len(args) >= 2 and isinstance(args[1], list):
+        line += f", {len(args[1])} tool outputs"
+    elif task.endswith(".cancel") and len(args) >= 2 and isinstance(args[1], str):
+        line += f", {args[1]}"
+    return line
+
+
+def describe_ends(ends: Sequence[tuple[str, str | None, str | None]]) -> str:
+    """What a task returns for Flower to show as its result: where each of its jobs is now,
+    ``job_x -> failed (not_found)``; the first few and the count for many."""
+    parts = [_end(job_id, status, code) for job_id, status, code in ends[:SHOWN_IDS]]
+    if len(ends) > SHOWN_IDS:
+        parts.append(f"+{len(ends) - SHOWN_IDS} more")
+    return "; ".join(parts)
+
+
+def _end(job_id: str, status: str | None, code: str | None) -> str:
+    if status is None:
+        return f"{job_id} -> gone"
+    return f"{job_id} -> {status}" + (f" ({code})" if code else "")
+
+
+def _listed(ids: Sequence[str]) -> str:
+    more = len(ids) - SHOWN_IDS
+    return ", ".join(ids[:SHOWN_IDS]) + (f" +{more} more" if more > 0 else "")
+
+
+def show_task(
     sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any
 ) -> None:
-    """Show a tool-outputs task as its job id and how many outputs it carries, not their text."""
-    if sender != _TOOL_OUTPUTS or headers is None:
+    """Set a published task's ``argsrepr`` (what Flower shows) to `describe_args` (a Celery
+    ``before_task_publish`` handler: it runs in whatever process publishes, producer or worker)."""
+    if not sender or not sender.startswith("aj.") or headers is None:
         return
     args = body[0] if isinstance(body, tuple | list) and body else []
-    if isinstance(args, list | tuple) and len(args) >= 2 and isinstance(args[1], list):
-        headers["argsrepr"] = f"[{args[0]!r}, <{len(args[1])} tool outputs>]"
+    if isinstance(args, list | tuple):
+        headers["argsrepr"] = describe_args(sender, args)
 
 
-def install_arg_redaction() -> None:
-    """Connect `redact_args` to Celery's publish signal (idempotent)."""
+def install_task_display() -> None:
+    """Connect `show_task` to Celery's publish signal (idempotent)."""
     from celery.signals import before_task_publish
 
-    before_task_publish.connect(redact_args, weak=False)
+    before_task_publish.connect(show_task, weak=False, dispatch_uid="aj-show-task")
 
 
 if __name__ == "__main__":

@@ -18,18 +18,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import redis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from schemas.job import JobEvent, JobStatus
 from worker.settings import Settings
 from worker.store import Store
 from worker.store.counters import ApiCounters
-from worker.store.jobs import JobStore
+from worker.store.jobs import JobStore, Timing
+
+if TYPE_CHECKING:
+    import aiohttp
 
 FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""
@@ -118,12 +122,80 @@ class CountingTransport(httpx2.BaseTransport):
         self.inner.close()
 
 
-# --- the exporter ----------------------------------------------------------------------------------
-class EventTally:
-    """Counts job status changes by kind from the event stream, from the moment it starts."""
+def counting_trace(counts: ApiCounts) -> aiohttp.TraceConfig:
+    """An aiohttp trace that counts the poll loop's requests like `CountingTransport` counts the SDK's:
+    by endpoint and outcome, connection errors and timeouts included."""
+    import asyncio
 
-    def __init__(self, jobs: JobStore):
+    import aiohttp
+
+    async def ended(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        counts.add(params.method, params.url.path, outcome(params.response.status))
+
+    async def failed(session: Any, context: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
+        timed_out = isinstance(params.exception, asyncio.TimeoutError | aiohttp.ServerTimeoutError)
+        counts.add(params.method, params.url.path, "timeout" if timed_out else "connection")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(failed)
+    return trace
+
+
+# --- the exporter ----------------------------------------------------------------------------------
+DURATION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+"""Seconds from submit to end: runs take seconds to minutes, indexing and clean-ups up to hours."""
+QUEUE_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Seconds from submit to a worker starting the job."""
+
+
+class JobTimings:
+    """The duration histograms, observed once per job as it ends (from its record's times).
+
+    - ``aj_job_duration_seconds{kind,backend}``: submit to end (histogram).
+    - ``aj_job_queue_wait_seconds{kind}``: submit to a worker starting it (histogram; jobs that never
+      started, cancelled while queued, are not observed).
+    """
+
+    def __init__(self, registry: CollectorRegistry):
+        self.duration = Histogram(
+            "aj_job_duration_seconds",
+            "Seconds from submit to end, per kind and run backend.",
+            ["kind", "backend"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "aj_job_queue_wait_seconds",
+            "Seconds from submit to a worker starting the job, per kind.",
+            ["kind"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, timings: Iterator[Timing | None] | list[Timing | None]) -> None:
+        """Observe jobs that ended."""
+        for timing in timings:
+            if timing is None or timing.finished_at is None:
+                continue
+            backend = timing.backend or "none"
+            self.duration.labels(timing.kind, backend).observe(max(timing.finished_at - timing.created_at, 0))
+            if timing.started_at is not None:
+                self.queue_wait.labels(timing.kind).observe(max(timing.started_at - timing.created_at, 0))
+
+
+def _enters_status(event: JobEvent) -> bool:
+    expected = "job.started" if event.status == JobStatus.RUNNING else f"job.{event.status.value}"
+    return event.type == expected
+
+
+class EventTally:
+    """Counts job status changes by kind from the event stream, from the moment it starts, and feeds the
+    duration histograms with the jobs that end."""
+
+    def __init__(self, jobs: JobStore, timings: JobTimings | None = None):
         self.jobs = jobs
+        self.timings = timings
         self.counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
@@ -136,18 +208,29 @@ class EventTally:
         with self._lock:
             return dict(self.counts)
 
+    def take(self, events: list[JobEvent]) -> None:
+        """Count ``events``, and observe the times of the jobs they end (one read for all of them)."""
+        ended = []
+        with self._lock:
+            for event in events:
+                if not _enters_status(event):  # progress, re-drives, warnings
+                    continue
+                self.counts[(event.kind.value, event.status.value)] += 1
+                if event.status.ended:
+                    ended.append(event.job_id)
+        if ended and self.timings is not None:
+            self.timings.observe(self.jobs.timings(ended))
+
     def _follow(self) -> None:
         last = "$"
         while True:
             try:
                 events = self.jobs.events(last, block_ms=5000, count=1000)
+                if events:
+                    last = events[-1].stream_id
+                self.take(events)
             except redis.RedisError:
                 time.sleep(1.0)
-                continue
-            with self._lock:
-                for event in events:
-                    last = event.stream_id
-                    self.counts[(event.kind.value, event.status.value)] += 1
 
 
 class JobsCollector(Collector):
@@ -228,11 +311,12 @@ def _api_metrics(api: dict[str, int]) -> Iterator[CounterMetricFamily]:
 
 
 def registry(store: Store, follow_events: bool = True) -> CollectorRegistry:
-    """A registry holding only our collector (following the event stream when ``follow_events``)."""
-    events = EventTally(store.jobs) if follow_events else None
+    """A registry holding our collector and the duration histograms (fed by following the event stream
+    when ``follow_events``)."""
+    reg = CollectorRegistry()
+    events = EventTally(store.jobs, JobTimings(reg)) if follow_events else None
     if events is not None:
         events.start()
-    reg = CollectorRegistry()
     reg.register(JobsCollector(store, events))
     return reg
 

@@ -29,6 +29,7 @@ import aiohttp
 
 from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.connections import async_redis_client
+from worker.metrics import ApiCounts, counting_trace, process_counts
 from worker.openai_client import api_base, auth_headers
 from worker.polls import BatchPoll, Entry, RunPoll, TaskDue
 from worker.settings import Settings
@@ -107,10 +108,13 @@ class Poller:
         *,
         periodic: Callable[[], object] | None = None,
         name: str = "",
+        counts: ApiCounts | None = None,
     ):
         self.settings = settings
         self.name = name
         """The worker's node name, under which this loop's claims are counted (`Schedule.claims`)."""
+        self.counts = counts
+        """Where its requests are counted (this process's `ApiCounts` when None)."""
         self.send = send
         self.handlers: dict[type[Entry], Handler] = {TaskDue: send_when_due, **handlers}
         self.periodic = periodic
@@ -149,9 +153,15 @@ class Poller:
         client = async_redis_client(s)
         connector = aiohttp.TCPConnector(limit=s.poll_concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=s.openai_timeout)
+        # Every poll is counted in aj_api_requests_total, as the tasks' SDK requests are.
+        traces = [counting_trace(self.counts or process_counts())]
         try:
             async with aiohttp.ClientSession(
-                connector=connector, timeout=timeout, headers=auth_headers(s), raise_for_status=False
+                connector=connector,
+                timeout=timeout,
+                headers=auth_headers(s),
+                raise_for_status=False,
+                trace_configs=traces,
             ) as http:
                 yield PollSession(
                     self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -25,10 +27,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from schemas.backends import RunBackend
 from schemas.job import JobKind
-from schemas.requests import RunBackend
 from worker import constants as c
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -40,6 +42,30 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 """The URL forms of a Redis: a server (plain, TLS, a socket) or a Sentinel group."""
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 """The URL forms of a RabbitMQ broker."""
+
+LIST_FORMAT = "list_format"
+"""The error type of a list setting that is neither a JSON list nor comma-separated (its value is never
+shown: a mangled list may hold anything)."""
+
+
+def _comma_or_json_list(value: object) -> object:
+    # A list setting reads a JSON list ('["a.b", "c.d"]') or comma-separated names (a.b,c.d).
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise PydanticCustomError(
+                LIST_FORMAT,
+                'must be a JSON list (e.g. \'["a.b", "c.d"]\') or comma-separated names (e.g. a.b,c.d)',
+            ) from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_or_json_list)]
+"""A list of names from the environment: comma-separated, or a JSON list."""
 
 # Whitespace and control characters: what an HTTP header value cannot hold.
 _HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -128,10 +154,13 @@ class Settings(BaseSettings):
     """Seconds a poll loop holds a claimed poll; one whose worker died falls due again after this."""
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
-    poll_kinds: list[JobKind] = Field(default_factory=lambda: list(JobKind), min_length=1)
+    poll_kinds: Annotated[list[JobKind], NoDecode, BeforeValidator(_comma_or_json_list)] = Field(
+        default_factory=lambda: list(JobKind), min_length=1
+    )
     """The job kinds whose schedule entries this worker's poll loop claims (their polls, deferred steps and
-    the outbox's sends), as a JSON list: ``["run"]`` on workers of the run queues, ``["index", "cleanup"]``
-    on those of the indexing and maintenance queues. Every kind must be claimed by some running worker."""
+    the outbox's sends), comma-separated or a JSON list: ``run`` on workers of the run queues,
+    ``index,cleanup`` on those of the indexing and maintenance queues. Every kind must be claimed by some
+    running worker."""
     run_backend: RunBackend = RunBackend.RESPONSES
     """The run backend of a request that names none: ``responses`` (background responses, the live API);
     ``assistants`` is for servers that still speak the Assistants API, and code written for it."""
@@ -175,9 +204,9 @@ class Settings(BaseSettings):
     """The Standard Webhooks secret OpenAI signs its webhooks with (``whsec_`` and base64, as the dashboard
     shows it), for the webhook receiver to check each delivery's signature; read like the openai package
     reads it."""
-    tool_modules: list[str] = Field(default_factory=list)
+    tool_modules: CommaList = Field(default_factory=list)
     """Modules the worker imports at start so their ``@tool`` functions answer tool calls
-    (JSON list, e.g. ``AJ_TOOL_MODULES='["myapp.tools"]'``)."""
+    (comma-separated, ``AJ_TOOL_MODULES=myapp.tools,myapp.more``, or a JSON list)."""
     openai_timeout: PositiveFloat = 30.0
     """Seconds before one API request is given up (and retried)."""
     batch_size: int = Field(c.BATCH_SIZE, ge=1, le=c.BATCH_SIZE)
@@ -418,13 +447,15 @@ def _field_of(head: str | int) -> str | None:
     return None
 
 
-def _describe_one(loc: Sequence[str | int], message: str, value: Any) -> str:
+def _describe_one(loc: Sequence[str | int], message: str, value: Any, hidden: bool = False) -> str:
     field = _field_of(loc[0]) if loc else None
     if field is None:
         # Not one setting (a rule over the whole model): its input is every value read, secrets included.
         return f"  settings: {message}"
     name = variable_names(field) + "".join(f"[{part}]" for part in loc[1:])
-    if field in SECRET_FIELDS:
+    if hidden:
+        shown = ""
+    elif field in SECRET_FIELDS:
         shown = " (value hidden: a secret)"
     else:
         shown = f" (got {mask_url_password(value) if isinstance(value, str) else value!r})"
@@ -439,7 +470,7 @@ def describe(error: ValidationError) -> str:
     lines = ["bad configuration:"]
     for item in error.errors(include_url=False):
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(_describe_one(item["loc"], message, item.get("input")))
+        lines.append(_describe_one(item["loc"], message, item.get("input"), item["type"] == LIST_FORMAT))
     return mask_url_passwords("\n".join(lines))
 
 

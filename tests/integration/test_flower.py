@@ -5,6 +5,7 @@ Skipped where no Chromium is installed (``make test`` installs it where it can).
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -16,10 +17,11 @@ import urllib.request
 from base64 import b64encode
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
-from helpers import ROOT, WorkerProcess
+from helpers import ROOT, WorkerProcess, wait_for
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -102,48 +104,62 @@ def _chromium(tmp: Path, *args: str) -> str:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (apt-get install chromium)")
-def test_flower_shows_the_workers_and_our_task_names_in_a_browser_and_never_the_key(
+def test_flower_shows_the_workers_and_our_jobs_in_a_browser_and_never_the_key(
     jobs: Jobs,
     worker: Callable[..., WorkerProcess],
     flower: str,
     emulator: EmulatorHandle,
     tmp_path: Path,
 ) -> None:
-    # Given a worker, Flower, and a few jobs run while Flower watches
+    # Given a worker, Flower, and a few jobs run while Flower watches, one of them failing
     worker(name="flowerw")
     with openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as api:
         assistant = beta(api).assistants.create(model="gpt-4o")
+    run = {"kind": "run", "backend": "assistants", "messages": [{"role": "user", "content": "hi"}]}
     refs = jobs.submit_many(
-        [
-            {
-                "kind": "run",
-                "backend": "assistants",
-                "assistant_id": assistant.id,
-                "messages": [{"role": "user", "content": "hi"}],
-            }
-        ]
-        * 3
-        + [{"kind": "cleanup", "dry_run": True}]
+        [{**run, "assistant_id": assistant.id}] * 3 + [{"kind": "cleanup", "dry_run": True}]
     )
+    failing = jobs.submit({**run, "assistant_id": "asst_missing"})
     assert all(jobs.wait(ref.id, timeout=30).status == JobStatus.COMPLETED for ref in refs)
+    assert jobs.wait(failing.id, timeout=30).status == JobStatus.FAILED
 
     # Then without credentials Flower answers 401
     assert _get(flower + "/workers", auth=False)[0] == 401
-    # ...and in headless Chromium, with them, the workers page names our worker
+    # ...its task list (over HTTP) shows each task's jobs and kind as its arguments, and where its jobs
+    # ended as its result, the failed job's code included
+    ends = [f"{failing.id} -> failed (", f"{refs[0].id} -> completed", f"{refs[3].id} -> completed"]
+    tasks = wait_for(lambda: _tasks_showing(flower, ends), 30, "Flower to see the jobs' ends")
+    shown = {(t["name"], t["args"], t.get("result")) for t in tasks.values()}
+    start = next(t for t in tasks.values() if t["name"] == "aj.run.start" and failing.id in str(t["args"]))
+    assert start["args"] == f"{failing.id} (run)"
+    assert f"{failing.id} -> failed (" in str(start["result"]), start
+    assert any(name == "aj.cleanup.start" and refs[3].id in str(args) for name, args, _ in shown), shown
+    assert any(f"{refs[0].id} -> completed" in str(result) for _, _, result in shown), shown
+    # ...and in headless Chromium, with credentials, the workers page names our worker
     authed = flower.replace("http://", f"http://{USER}:{PASSWORD}@")
     workers_page = _chromium(tmp_path, "--dump-dom", authed + "/workers")
     assert "flowerw@" in workers_page, workers_page[-3000:]
-    # ...and the tasks page our task names, by kind
+    # ...and the tasks page our task names by kind, and the jobs
     tasks_page = _chromium(tmp_path, "--dump-dom", authed + "/tasks")
-    for name in ("aj.run.start", "aj.run.finish", "aj.cleanup.start"):
+    for name in ("aj.run.start", "aj.run.finish", "aj.cleanup.start", failing.id):
         assert name in tasks_page, tasks_page[-3000:]
     shot = tmp_path / "flower-tasks.png"
     _chromium(tmp_path, "--window-size=1400,1000", f"--screenshot={shot}", authed + "/tasks")
     assert shot.exists() and shot.stat().st_size > 10_000
     # ...and no page shows the API key
     worker_detail = _get(flower + "/worker/" + next(iter(_worker_names(workers_page))), auth=True)[1]
-    for page in (workers_page, tasks_page, worker_detail):
+    for page in (workers_page, tasks_page, worker_detail, json.dumps(tasks)):
         assert API_KEY not in page
+
+
+def _tasks_showing(flower: str, ends: list[str]) -> dict[str, Any] | None:
+    """Flower's tasks (its HTTP API) once their results show each of ``ends``, else None."""
+    status, body = _get(flower + "/api/tasks", auth=True)
+    if status != 200:
+        return None
+    tasks: dict[str, Any] = json.loads(body)
+    results = " ".join(str(t.get("result")) for t in tasks.values())
+    return tasks if all(end in results for end in ends) else None
 
 
 def _worker_names(page: str) -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from schemas.job import Progress
 from tasks.index_poll import batch_progress, merge_progress
 from tasks.index_prepare import _store_metadata, plan_batches
-from tasks.index_uploads import bad_paths_error, check_paths
+from tasks.index_uploads import bad_paths_error
+from worker.paths import check_paths
 
 
 def test_file_ids_are_cut_into_batches_of_at_most_the_batch_size_in_order() -> None:

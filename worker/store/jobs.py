@@ -69,6 +69,17 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """When a job was submitted, started and ended, with its kind and run backend (for the metrics)."""
+
+    kind: str
+    backend: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
 class Submitted:
     """What `JobStore.submit` wrote: ``(job id, created)`` per job, and the outbox token for parking."""
 
@@ -103,33 +114,9 @@ class JobStore:
         due = now_ms() + int(grace_s * 1000)
         pipe = self.redis.pipeline(transaction=False)
         for job in jobs:
-            record = job.record
-            idem = keys.IDEMPOTENCY.format(key=record.idempotency_key) if record.idempotency_key else ""
-            self._submit(
-                keys=[
-                    keys.JOB.format(id=record.id),
-                    _index(JobStatus.QUEUED),
-                    keys.EVENTS,
-                    idem,
-                    queue_key(job.thread) if job.thread else "",
-                    *schedule_keys(record.kind),
-                ],
-                args=[
-                    record.id,
-                    record.model_dump_json(),
-                    record.kind.value,
-                    record.created_at,
-                    self.events_maxlen,
-                    self.idempotency_ttl,
-                    HOLD_TTL_S,
-                    encode(job.start),
-                    due,
-                    job.task_id,
-                ],
-                client=pipe,
-            )
-        results = [(text(job_id), bool(created)) for created, job_id in pipe.execute()]
-        return Submitted(results, due)
+            script_keys, args = submit_call(job, due, self.events_maxlen, self.idempotency_ttl)
+            self._submit(keys=script_keys, args=args, client=pipe)
+        return submitted(pipe.execute(), due)
 
     # --- read -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
@@ -159,15 +146,11 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for s in statuses:
             pipe.zrevrange(_index(s), 0, limit - 1, withscores=True)
-        entries = [
-            (score, text(m), s) for s, rows in zip(statuses, pipe.execute(), strict=True) for m, score in rows
-        ]
-        entries.sort(reverse=True)
-        entries = entries[:limit]
-        records = self.get_many([job_id for _, job_id, _ in entries])
-        gone = [(s, job_id) for (_, job_id, s), rec in zip(entries, records, strict=True) if rec is None]
-        for s, job_id in gone:
-            self.redis.zrem(_index(s), job_id)
+        entries = newest_entries(statuses, pipe.execute(), limit)
+        records = self.get_many([job_id for job_id, _ in entries])
+        for (job_id, s), rec in zip(entries, records, strict=True):
+            if rec is None:
+                self.redis.zrem(_index(s), job_id)
         return [rec for rec in records if rec is not None]
 
     def live_since(self, before: float) -> dict[str, JobStatus]:
@@ -177,6 +160,51 @@ class JobStore:
         for s in live:
             pipe.zrangebyscore(_index(s), "-inf", before)
         return {text(m): s for s, members in zip(live, pipe.execute(), strict=True) for m in members}
+
+    def ends(self, job_ids: Sequence[str]) -> builtins.list[tuple[str, str | None, str | None]]:
+        """``(job id, status, error code)`` of each job in one round trip (status None: gone); the record
+        is parsed only for a job that ended with an error."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(keys.JOB.format(id=job_id), ["status", "record"])
+        found = []
+        for job_id, (status, raw) in zip(job_ids, pipe.execute(), strict=True):
+            state = text(status) if status is not None else None
+            code = None
+            if state is not None and state != JobStatus.COMPLETED.value and raw is not None:
+                try:
+                    code = (orjson.loads(raw).get("error") or {}).get("code")
+                except orjson.JSONDecodeError:
+                    code = "corrupt_record"
+            found.append((job_id, state, code))
+        return found
+
+    def timings(self, job_ids: Sequence[str]) -> builtins.list[Timing | None]:
+        """The `Timing` of each job in one round trip (None: gone or unreadable); records are read with
+        orjson, not validated, since only five fields are wanted."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(keys.JOB.format(id=job_id), "record")
+        found: builtins.list[Timing | None] = []
+        for raw in pipe.execute():
+            try:
+                data = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict):
+                found.append(None)
+                continue
+            backend = (data.get("request") or {}).get("backend")
+            found.append(
+                Timing(
+                    kind=str(data.get("kind")),
+                    backend=str(backend) if backend else None,
+                    created_at=float(data.get("created_at") or 0.0),
+                    started_at=data.get("started_at"),
+                    finished_at=data.get("finished_at"),
+                )
+            )
+        return found
 
     # --- change ---------------------------------------------------------------------------
     def update(
@@ -198,7 +226,7 @@ class JobStore:
         newer record on conflict.
         """
         key = keys.JOB.format(id=job_id)
-        for _ in range(50):
+        for _ in range(CAS_ATTEMPTS):
             version, raw, kind = self.redis.hmget(key, ["v", "record", "kind"])
             if raw is None:
                 raise JobNotFound(job_id)
@@ -206,41 +234,9 @@ class JobStore:
             new = change(current.model_copy(deep=True))
             if new is None:
                 return current
-            check_transition(job_id, current.status, new.status)
-            now = time.time()
-            new.updated_at = now
-            event_type = event
-            if new.status != current.status:
-                event_type = _event_type(new.status)
-                if new.status == JobStatus.RUNNING and new.started_at is None:
-                    new.started_at = now
-                if new.status.ended:
-                    new.finished_at = now
-            fields = {
-                "v": text(version),
-                "id": job_id,
-                "status": new.status.value,
-                "kind": new.kind.value,
-                "now": now,
-                "event": event_type or "",
-                "ended": new.status.ended,
-                "ttl": self.result_ttl,
-                "prune_before": now - self.result_ttl,
-                "dead": dead,
-                "maxlen": self.events_maxlen,
-            }
-            ok, _sid = self._write(
-                keys=[
-                    key,
-                    _index(current.status),
-                    _index(new.status),
-                    keys.EVENTS,
-                    keys.DONE.format(id=job_id),
-                    keys.DEAD_LETTERS,
-                    *schedule_keys(current.kind),
-                ],
-                args=[orjson.dumps(fields), new.model_dump_json(), orjson.dumps(data or {})],
-            )
+            write = WriteCall(job_id, text(version), current, new, event, data, dead)
+            script_keys, args = write.call(self.result_ttl, self.events_maxlen)
+            ok, _sid = self._write(keys=script_keys, args=args)
             if ok:
                 return new
         raise RuntimeError(f"job {job_id}: too many concurrent writers")
@@ -284,54 +280,13 @@ class JobStore:
 
     # --- corrupt records --------------------------------------------------------------------
     def _parse(self, job_id: str, raw: bytes | str, kind: bytes | str | None) -> JobRecord:
-        try:
-            return JobRecord.model_validate_json(raw)
-        except ValidationError:
-            return self._replace_corrupt(job_id, raw, kind)
+        record = parse_record(raw)
+        return record if record is not None else self._replace_corrupt(job_id, raw, kind)
 
     def _replace_corrupt(self, job_id: str, raw: bytes | str, kind: bytes | str | None) -> JobRecord:
         """Write the `failed` record that stands for an unparseable one (see the module docstring)."""
-        raw_text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        job_kind = _kind_of(kind, raw_text)
-        now = time.time()
-        error = JobError(
-            code="corrupt_record",
-            message=f"job {job_id}: its record in Redis could not be read, so the job was stopped"
-            + ("" if job_kind else " (its kind could not be read either)"),
-        )
-        record = JobRecord(
-            id=job_id,
-            kind=job_kind or JobKind.RUN,
-            status=JobStatus.FAILED,
-            request={},
-            created_at=now,
-            updated_at=now,
-            finished_at=now,
-            error=error,
-            result={"corrupt_record": raw_text[:CORRUPT_KEPT_CHARS]},
-        )
-        others = [_index(s) for s in JobStatus if s != JobStatus.FAILED]
-        self._bury(
-            keys=[
-                keys.JOB.format(id=job_id),
-                keys.EVENTS,
-                keys.DONE.format(id=job_id),
-                keys.DEAD_LETTERS,
-                *schedule_keys(record.kind),
-                _index(JobStatus.FAILED),
-                *others,
-            ],
-            args=[
-                job_id,
-                raw,
-                record.model_dump_json(),
-                record.kind.value,
-                now,
-                self.result_ttl,
-                self.events_maxlen,
-                orjson.dumps({"code": error.code}),
-            ],
-        )
+        record, script_keys, args = bury_call(job_id, raw, kind, self.result_ttl, self.events_maxlen)
+        self._bury(keys=script_keys, args=args)
         return record
 
     # --- wait and events ------------------------------------------------------------------
@@ -355,11 +310,7 @@ class JobStore:
                 return self.require(job_id)
 
     def _block_step(self) -> float:
-        """Longest a blocking call may ask the server to block: well inside the client's socket timeout,
-        so a slow reply on a busy host never turns into a "Timeout reading from socket"."""
-        kwargs = self.redis.connection_pool.connection_kwargs
-        timeout = kwargs.get("socket_timeout") or kwargs.get("orig_socket_timeout")
-        return 5.0 if not timeout else max(min(5.0, float(timeout) / 2), 0.05)
+        return block_step(self.redis.connection_pool.connection_kwargs)
 
     def events(
         self, last_id: str | None = None, block_ms: int | None = None, count: int = 100
@@ -368,7 +319,7 @@ class JobStore:
         if block_ms is not None:
             block_ms = min(block_ms, int(self._block_step() * 1000))
         reply: Any = self.redis.xread({keys.EVENTS: last_id or "0-0"}, count=count, block=block_ms)
-        return [parse_event(sid, fields) for _stream, rows in reply for sid, fields in rows]
+        return parse_events(reply)
 
     # --- dead letters ---------------------------------------------------------------------
     def dead(self, limit: int = 100) -> builtins.list[JobRecord]:
@@ -421,6 +372,172 @@ class JobStore:
             for job_id, status in zip(job_ids, pipe.execute(), strict=True)
             if status is None or JobStatus(text(status)).ended
         ]
+
+
+# --- what the synchronous and the asyncio store share: each script call's KEYS and ARGV, and parsing --
+CAS_ATTEMPTS = 50
+"""Compare-and-set attempts of one `update` before it gives up (only a storm of writers gets there)."""
+
+
+def submit_call(
+    job: NewJob, due_ms: int, events_maxlen: int, idempotency_ttl: int
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``submit.lua`` for one new job whose start is due at ``due_ms``."""
+    record = job.record
+    idem = keys.IDEMPOTENCY.format(key=record.idempotency_key) if record.idempotency_key else ""
+    script_keys = [
+        keys.JOB.format(id=record.id),
+        _index(JobStatus.QUEUED),
+        keys.EVENTS,
+        idem,
+        queue_key(job.thread) if job.thread else "",
+        *schedule_keys(record.kind),
+    ]
+    args = [
+        record.id,
+        record.model_dump_json(),
+        record.kind.value,
+        record.created_at,
+        events_maxlen,
+        idempotency_ttl,
+        HOLD_TTL_S,
+        encode(job.start),
+        due_ms,
+        job.task_id,
+    ]
+    return script_keys, args
+
+
+def submitted(replies: Sequence[Any], due_ms: int) -> Submitted:
+    """What a pipeline of ``submit.lua`` calls wrote."""
+    return Submitted([(text(job_id), bool(created)) for created, job_id in replies], due_ms)
+
+
+def newest_entries(
+    statuses: Sequence[JobStatus], replies: Sequence[Any], limit: int
+) -> builtins.list[tuple[str, JobStatus]]:
+    """``(job id, status)`` of the newest ``limit`` index entries across the ``ZREVRANGE`` replies of
+    ``statuses`` (one reply per status, with scores)."""
+    entries = [(score, text(m), s) for s, rows in zip(statuses, replies, strict=True) for m, score in rows]
+    entries.sort(reverse=True)
+    return [(job_id, s) for _, job_id, s in entries[:limit]]
+
+
+@dataclass
+class WriteCall:
+    """One compare-and-set write of ``write.lua``: ``new`` replaces ``current`` if the version is still
+    ``version``. `call` checks the move, stamps the times and builds KEYS and ARGV."""
+
+    job_id: str
+    version: str
+    current: JobRecord
+    new: JobRecord
+    event: str | None = None
+    data: dict[str, Any] | None = None
+    dead: bool = False
+
+    def call(self, result_ttl: int, events_maxlen: int) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the write (raises `IllegalTransition` for a move the life cycle forbids)."""
+        current, new = self.current, self.new
+        check_transition(self.job_id, current.status, new.status)
+        now = time.time()
+        new.updated_at = now
+        event_type = self.event
+        if new.status != current.status:
+            event_type = _event_type(new.status)
+            if new.status == JobStatus.RUNNING and new.started_at is None:
+                new.started_at = now
+            if new.status.ended:
+                new.finished_at = now
+        fields = {
+            "v": self.version,
+            "id": self.job_id,
+            "status": new.status.value,
+            "kind": new.kind.value,
+            "now": now,
+            "event": event_type or "",
+            "ended": new.status.ended,
+            "ttl": result_ttl,
+            "prune_before": now - result_ttl,
+            "dead": self.dead,
+            "maxlen": events_maxlen,
+        }
+        script_keys = [
+            keys.JOB.format(id=self.job_id),
+            _index(current.status),
+            _index(new.status),
+            keys.EVENTS,
+            keys.DONE.format(id=self.job_id),
+            keys.DEAD_LETTERS,
+            *schedule_keys(current.kind),
+        ]
+        return script_keys, [orjson.dumps(fields), new.model_dump_json(), orjson.dumps(self.data or {})]
+
+
+def parse_record(raw: bytes | str) -> JobRecord | None:
+    """The record stored as ``raw``, or None when it cannot be read (see `bury_call`)."""
+    try:
+        return JobRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def bury_call(
+    job_id: str, raw: bytes | str, kind: bytes | str | None, result_ttl: int, events_maxlen: int
+) -> tuple[JobRecord, builtins.list[str], builtins.list[Any]]:
+    """The `failed` record that stands for an unparseable one, with KEYS and ARGV of ``bury.lua``."""
+    raw_text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    job_kind = _kind_of(kind, raw_text)
+    now = time.time()
+    error = JobError(
+        code="corrupt_record",
+        message=f"job {job_id}: its record in Redis could not be read, so the job was stopped"
+        + ("" if job_kind else " (its kind could not be read either)"),
+    )
+    record = JobRecord(
+        id=job_id,
+        kind=job_kind or JobKind.RUN,
+        status=JobStatus.FAILED,
+        request={},
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+        error=error,
+        result={"corrupt_record": raw_text[:CORRUPT_KEPT_CHARS]},
+    )
+    others = [_index(s) for s in JobStatus if s != JobStatus.FAILED]
+    script_keys = [
+        keys.JOB.format(id=job_id),
+        keys.EVENTS,
+        keys.DONE.format(id=job_id),
+        keys.DEAD_LETTERS,
+        *schedule_keys(record.kind),
+        _index(JobStatus.FAILED),
+        *others,
+    ]
+    args = [
+        job_id,
+        raw,
+        record.model_dump_json(),
+        record.kind.value,
+        now,
+        result_ttl,
+        events_maxlen,
+        orjson.dumps({"code": error.code}),
+    ]
+    return record, script_keys, args
+
+
+def block_step(connection_kwargs: dict[str, Any]) -> float:
+    """Longest a blocking call may ask the server to block: well inside the client's socket timeout,
+    so a slow reply on a busy host never turns into a "Timeout reading from socket"."""
+    timeout = connection_kwargs.get("socket_timeout") or connection_kwargs.get("orig_socket_timeout")
+    return 5.0 if not timeout else max(min(5.0, float(timeout) / 2), 0.05)
+
+
+def parse_events(reply: Any) -> builtins.list[JobEvent]:
+    """The events of an ``XREAD`` reply on the event stream."""
+    return [parse_event(sid, fields) for _stream, rows in reply or [] for sid, fields in rows]
 
 
 def parse_event(stream_id: bytes | str, fields: dict[Any, Any]) -> JobEvent:

@@ -30,16 +30,18 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio as aioredis
 
 from schemas.job import JobKind
 from worker.polls import Entry, decode, encode, kind_of
 from worker.store import keys
 from worker.store.codec import text
 from worker.store.scripts import source
+
+if TYPE_CHECKING:  # the asyncio client is imported by whoever builds one (a CLI read never needs it)
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +122,15 @@ class Schedule:
         carried by message ``task_id``. Returns the token `park` needs."""
         due = now_ms() + int(grace_s * 1000)
         pipe = self.redis.pipeline(transaction=True)
-        for job_id, entry in entries.items():
-            pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
-            pipe.zadd(poll_key(kind_of(entry)), {job_id: due})
-            pipe.hset(keys.POLL_SENT, job_id, task_id)
+        stage_into(pipe, entries, task_id, due)
         pipe.execute()
         return due
 
     def park(self, job_ids: Iterable[str], token: int, task_id: str) -> None:
         """Park the staged entries of ``job_ids`` whose score is still ``token`` (the message was sent)."""
-        args: list[Any] = []
-        score = parked_score(now_ms())
-        for job_id in job_ids:
-            args += [job_id, token, score, task_id]
+        args = park_args(job_ids, token, task_id)
         if args:
-            self._settle(keys=ANY_KIND_KEYS, args=[0, *args])
+            self._settle(keys=ANY_KIND_KEYS, args=args)
 
     def clear_sent(self, job_ids: Sequence[str], task_id: str) -> int:
         """Take off the schedule those of ``job_ids`` whose entry still waits on message ``task_id``."""
@@ -253,9 +249,26 @@ class Schedule:
         return moved
 
 
+def stage_into(pipe: Any, entries: Mapping[str, Entry], task_id: str, due_ms: int) -> None:
+    """Queue on ``pipe`` (sync or asyncio) the commands that stage ``entries`` as carried by ``task_id``."""
+    for job_id, entry in entries.items():
+        pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
+        pipe.zadd(poll_key(kind_of(entry)), {job_id: due_ms})
+        pipe.hset(keys.POLL_SENT, job_id, task_id)
+
+
+def park_args(job_ids: Iterable[str], token: int, task_id: str) -> list[Any]:
+    """ARGV of ``settle.lua`` parking the entries of ``job_ids`` still staged at ``token`` (empty: none)."""
+    args: list[Any] = []
+    score = parked_score(now_ms())
+    for job_id in job_ids:
+        args += [job_id, token, score, task_id]
+    return [0, *args] if args else []
+
+
 class AsyncSchedule:
-    """The schedule for the poll loop (asyncio): claims the entries of ``kinds`` (every kind by default),
-    counting them under ``name`` (the worker's node name) when given."""
+    """The schedule for the poll loop and the asyncio producer (asyncio): claims the entries of ``kinds``
+    (every kind by default), counting them under ``name`` (the worker's node name) when given."""
 
     def __init__(self, client: aioredis.Redis, kinds: Sequence[JobKind] = tuple(JobKind), name: str = ""):
         self.redis = client
@@ -290,6 +303,20 @@ class AsyncSchedule:
             pipe.hdel(keys.POLL_SENT, *bad)
             await pipe.execute()
         return claims
+
+    async def stage(self, entries: Mapping[str, Entry], task_id: str, grace_s: float) -> int:
+        """`Schedule.stage`, awaited."""
+        due = now_ms() + int(grace_s * 1000)
+        pipe = self.redis.pipeline(transaction=True)
+        stage_into(pipe, entries, task_id, due)
+        await pipe.execute()
+        return due
+
+    async def park(self, job_ids: Iterable[str], token: int, task_id: str) -> None:
+        """`Schedule.park`, awaited."""
+        args = park_args(job_ids, token, task_id)
+        if args:
+            await self._settle(keys=ANY_KIND_KEYS, args=args)
 
     async def next_due_in(self) -> float | None:
         """Seconds until the earliest entry of this loop's kinds falls due (None when nothing waits but

@@ -48,12 +48,8 @@ class Uploads:
     def record(self, job_id: str, ids: Mapping[str, str]) -> None:
         """Record uploaded ``path -> file id`` pairs, the files in the inventory, and drop their notes,
         in one transaction."""
-        uploads = keys.UPLOADS.format(job_id=job_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(uploads, mapping=cast(Any, dict(ids)))
-        pipe.expire(uploads, self.ttl_s)
-        Inventory(pipe).record_files(ids.values())
-        pipe.hdel(keys.UPLOADING.format(job_id=job_id), *ids)
+        record_into(pipe, job_id, ids, self.ttl_s)
         pipe.execute()
 
     def notes(self, job_id: str) -> dict[str, float]:
@@ -64,3 +60,12 @@ class Uploads:
     def clear_notes(self, job_id: str) -> None:
         """Forget the notes once they have been looked into."""
         self.redis.delete(keys.UPLOADING.format(job_id=job_id))
+
+
+def record_into(pipe: Any, job_id: str, ids: Mapping[str, str], ttl_s: int) -> None:
+    """Queue on ``pipe`` (sync or asyncio) the commands of `Uploads.record`."""
+    uploads = keys.UPLOADS.format(job_id=job_id)
+    pipe.hset(uploads, mapping=cast(Any, dict(ids)))
+    pipe.expire(uploads, ttl_s)
+    Inventory(pipe).record_files(ids.values())
+    pipe.hdel(keys.UPLOADING.format(job_id=job_id), *ids)
