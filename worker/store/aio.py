@@ -27,6 +27,7 @@ from worker.store.jobs import (
     CAS_ATTEMPTS,
     Change,
     JobNotFound,
+    JobScripts,
     NewJob,
     Submitted,
     WriteCall,
@@ -35,29 +36,18 @@ from worker.store.jobs import (
     newest_entries,
     parse_events,
     parse_record,
+    status_index,
     submit_call,
     submitted,
 )
 from worker.store.schedule import AsyncSchedule, now_ms
-from worker.store.scripts import source
 from worker.store.uploads import record_into
 
 
-def _index(status: JobStatus) -> str:
-    return keys.STATUS_INDEX.format(status=status.value)
-
-
-class AsyncJobStore:
+class AsyncJobStore(JobScripts):
     """`worker.store.jobs.JobStore` for asyncio: records, their index, events, waits, dead letters."""
 
-    def __init__(self, client: aioredis.Redis, *, result_ttl: int, idempotency_ttl: int, events_maxlen: int):
-        self.redis = client
-        self.result_ttl = result_ttl
-        self.idempotency_ttl = idempotency_ttl
-        self.events_maxlen = events_maxlen
-        self._submit = client.register_script(source("submit"))
-        self._write = client.register_script(source("write"))
-        self._bury = client.register_script(source("bury"))
+    redis: aioredis.Redis
 
     async def submit(self, jobs: Sequence[NewJob], grace_s: float) -> Submitted:
         """`JobStore.submit`: every job written in one round trip, its start staged in the outbox."""
@@ -95,12 +85,12 @@ class AsyncJobStore:
         statuses = [status] if status else builtins.list(JobStatus)
         pipe = self.redis.pipeline(transaction=False)
         for s in statuses:
-            pipe.zrevrange(_index(s), 0, limit - 1, withscores=True)
+            pipe.zrevrange(status_index(s), 0, limit - 1, withscores=True)
         entries = newest_entries(statuses, await pipe.execute(), limit)
         records = await self.get_many([job_id for job_id, _ in entries])
         for (job_id, s), rec in zip(entries, records, strict=True):
             if rec is None:
-                await self.redis.zrem(_index(s), job_id)
+                await self.redis.zrem(status_index(s), job_id)
         return [rec for rec in records if rec is not None]
 
     async def update(

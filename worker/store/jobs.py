@@ -91,14 +91,16 @@ def _event_type(new: JobStatus) -> str:
     return "job.started" if new == JobStatus.RUNNING else f"job.{new.value}"
 
 
-def _index(status: JobStatus | str) -> str:
+def status_index(status: JobStatus | str) -> str:
+    """The key of ``status``'s index."""
     return keys.STATUS_INDEX.format(status=JobStatus(status).value)
 
 
-class JobStore:
-    """Reads and writes job records, their index, events and waits in one Redis."""
+class JobScripts:
+    """What the synchronous and the asyncio job stores hold alike: the client, the retention and length
+    limits, and the three scripts (registered on whichever client it is)."""
 
-    def __init__(self, client: redis.Redis, *, result_ttl: int, idempotency_ttl: int, events_maxlen: int):
+    def __init__(self, client: Any, *, result_ttl: int, idempotency_ttl: int, events_maxlen: int):
         self.redis = client
         self.result_ttl = result_ttl
         self.idempotency_ttl = idempotency_ttl
@@ -106,6 +108,12 @@ class JobStore:
         self._submit = client.register_script(source("submit"))
         self._write = client.register_script(source("write"))
         self._bury = client.register_script(source("bury"))
+
+
+class JobStore(JobScripts):
+    """Reads and writes job records, their index, events and waits in one Redis."""
+
+    redis: redis.Redis
 
     # --- submit ---------------------------------------------------------------------------
     def submit(self, jobs: Sequence[NewJob], grace_s: float) -> Submitted:
@@ -145,12 +153,12 @@ class JobStore:
         statuses = [status] if status else builtins.list(JobStatus)
         pipe = self.redis.pipeline(transaction=False)
         for s in statuses:
-            pipe.zrevrange(_index(s), 0, limit - 1, withscores=True)
+            pipe.zrevrange(status_index(s), 0, limit - 1, withscores=True)
         entries = newest_entries(statuses, pipe.execute(), limit)
         records = self.get_many([job_id for job_id, _ in entries])
         for (job_id, s), rec in zip(entries, records, strict=True):
             if rec is None:
-                self.redis.zrem(_index(s), job_id)
+                self.redis.zrem(status_index(s), job_id)
         return [rec for rec in records if rec is not None]
 
     def live_since(self, before: float) -> dict[str, JobStatus]:
@@ -158,7 +166,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         live = [s for s in JobStatus if not s.ended]
         for s in live:
-            pipe.zrangebyscore(_index(s), "-inf", before)
+            pipe.zrangebyscore(status_index(s), "-inf", before)
         return {text(m): s for s, members in zip(live, pipe.execute(), strict=True) for m in members}
 
     def ends(self, job_ids: Sequence[str]) -> builtins.list[tuple[str, str | None, str | None]]:
@@ -339,7 +347,7 @@ class JobStore:
     def sweep(self, *, dry_run: bool, events_before: float) -> dict[str, int]:
         """Drop index and dead-letter entries whose record expired and trim events older than
         ``events_before``; counts of what was (or, dry, would be) dropped."""
-        index_keys = [_index(s) for s in JobStatus] + [keys.DEAD_LETTERS]
+        index_keys = [status_index(s) for s in JobStatus] + [keys.DEAD_LETTERS]
         entries = 0
         for key in index_keys:
             members = [text(m) for m in self.redis.zrange(key, 0, -1)]
@@ -387,7 +395,7 @@ def submit_call(
     idem = keys.IDEMPOTENCY.format(key=record.idempotency_key) if record.idempotency_key else ""
     script_keys = [
         keys.JOB.format(id=record.id),
-        _index(JobStatus.QUEUED),
+        status_index(JobStatus.QUEUED),
         keys.EVENTS,
         idem,
         queue_key(job.thread) if job.thread else "",
@@ -464,8 +472,8 @@ class WriteCall:
         }
         script_keys = [
             keys.JOB.format(id=self.job_id),
-            _index(current.status),
-            _index(new.status),
+            status_index(current.status),
+            status_index(new.status),
             keys.EVENTS,
             keys.DONE.format(id=self.job_id),
             keys.DEAD_LETTERS,
@@ -505,14 +513,14 @@ def bury_call(
         error=error,
         result={"corrupt_record": raw_text[:CORRUPT_KEPT_CHARS]},
     )
-    others = [_index(s) for s in JobStatus if s != JobStatus.FAILED]
+    others = [status_index(s) for s in JobStatus if s != JobStatus.FAILED]
     script_keys = [
         keys.JOB.format(id=job_id),
         keys.EVENTS,
         keys.DONE.format(id=job_id),
         keys.DEAD_LETTERS,
         *schedule_keys(record.kind),
-        _index(JobStatus.FAILED),
+        status_index(JobStatus.FAILED),
         *others,
     ]
     args = [
