@@ -22,7 +22,7 @@ from schemas.requests import CleanupRequest, CleanupTarget
 from tasks import cleanup_targets as targets
 from tasks.assistants import beta
 from tasks.cleanup_targets import Findings, Scope
-from tasks.steps import Services, cancel_end, count_redrive, retry_later, stalled_error
+from tasks.steps import Services, after_lease, cancel_end, count_redrive, retry_later, stalled_error
 from worker import constants as c
 from worker.errors import classify
 from worker.store.cleanup import Pace
@@ -105,6 +105,7 @@ def run(svc: Services, job_id: str) -> None:
     # One task at a time works on a job: a duplicate message must not plan twice or delete in parallel.
     with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
         if not mine:
+            after_lease(svc, job_id, c.TASK_START.format(kind=KIND), [[job_id]])
             return
         if record.status == JobStatus.QUEUED:
             record = svc.store.jobs.set_status(job_id, JobStatus.RUNNING)

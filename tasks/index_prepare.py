@@ -31,6 +31,7 @@ from tasks.index_poll import with_progress
 from tasks.index_uploads import Uploader
 from tasks.steps import (
     Services,
+    after_lease,
     defer,
 )
 from worker import constants as c
@@ -70,6 +71,9 @@ def prepare(svc: Services, job_id: str) -> None:
             step = _prepare_step(svc, record, until) if mine else Step.NONE
     except openai.OpenAIError as exc:
         retry_or_fail_job(svc, job_id, exc, PREPARE, [job_id])
+        return
+    if not mine:
+        after_lease(svc, job_id, PREPARE, [job_id])
         return
     # Sent only once the lock is free, so the next task is never turned away by this one.
     if step == Step.AGAIN:

@@ -27,6 +27,7 @@ from tasks.run_flow import (
 )
 from tasks.steps import (
     Services,
+    after_lease,
     deadline_error,
     defer,
     retry_or_fail,
@@ -60,6 +61,8 @@ def start(svc: Services, job_id: str) -> None:
     with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
         if mine:
             _create_under_lease(svc, job_id, request, backend)
+            return
+    after_lease(svc, job_id, task_name(c.TASK_START), [[job_id]])
 
 
 def _create_under_lease(svc: Services, job_id: str, request: RunRequest, backend: Backend) -> None:

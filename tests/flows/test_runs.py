@@ -23,6 +23,7 @@ from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from tasks.assistants import beta
 from worker.client import ToolOutputsRejected
+from worker.store import keys
 from worker.store.schedule import AsyncSchedule
 
 
@@ -108,6 +109,21 @@ def test_a_start_message_slower_than_its_slice_passes_the_rest_on_and_strands_no
     assert harness.worker.ran.count("aj.run.start") > 1
     assert [r.status for r in records] == [JobStatus.COMPLETED] * 8
     assert created_per_job(emulator, "responses") == {r.id: 1 for r in refs}
+
+
+def test_a_start_that_finds_its_step_lease_held_comes_back_when_it_lapses_and_creates_once(
+    harness: Harness, ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
+    # Given a job whose step lease a worker killed inside its start still holds (for a moment), as when
+    # RabbitMQ gives the start message to another worker at once
+    ref = harness.jobs.submit(ask("held"))
+    harness.store.redis.set(keys.LEASE.format(job_id=ref.id), "killed-holder", px=300)
+    # When the workers run
+    [record] = harness.run(ref.id)
+    # Then the start came back once the lease lapsed, and the job completed with one remote run
+    assert harness.worker.ran.count("aj.run.start") > 1
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert created_per_job(emulator, backend) == {ref.id: 1}
 
 
 def test_polls_held_by_a_poller_that_died_are_taken_over_once_their_lease_ends(

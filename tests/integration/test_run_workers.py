@@ -45,7 +45,7 @@ def test_a_worker_killed_mid_start_is_recovered_without_a_second_run(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
 ) -> None:
     # Given every create is slow, so the kill lands while the start task is inside its API calls
-    emulator.set_faults(latency_ms=1500, paths=["POST"])
+    emulator.set_faults(latency_ms=1500, methods=["POST"])
     doomed = worker("doomed", concurrency=1)
     ref = jobs.submit(ask("slow start"))
     wait_for(lambda: jobs.get(ref.id).status == JobStatus.RUNNING, 20, "the start task to begin")

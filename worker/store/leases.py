@@ -1,8 +1,10 @@
 """Step leases: the one task that may do a job's creating step now (a run's create, an indexing job's
 uploads and batches, a clean-up's deletes), so a duplicate message never does it twice at once.
 
-A lease is redis-py's `Lock` with an owner token and a TTL of the hard time limit: a killed holder's lease
-is gone before its message is redelivered, and a holder only ever releases its own.
+A lease is redis-py's `Lock` with an owner token and a TTL of the hard time limit, and a holder only ever
+releases its own. On Redis as the broker a killed holder's lease is gone before its message is redelivered
+(the visibility timeout is longer); RabbitMQ redelivers at once, so a step that finds the lease held comes
+back when it lapses (`remaining`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class Leases:
     def hold(self, job_id: str, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
         """Hold the job's lease (True) or learn that another task holds it (False), without waiting."""
         return self._hold(keys.LEASE.format(job_id=job_id), ttl_s)
+
+    def remaining(self, job_id: str) -> float:
+        """Seconds until the job's lease lapses (0 when nobody holds it)."""
+        return max(0, int(self.redis.pttl(keys.LEASE.format(job_id=job_id)))) / 1000
 
     def watchdog(self, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
         """Hold the lease of the one watchdog pass running now (True), or learn another worker runs it."""
