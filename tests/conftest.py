@@ -15,7 +15,7 @@ import openai
 import pytest
 import redis
 from harness import Clock, Harness, harness_for
-from helpers import FAST_PROFILE, ROOT, Ask, NewThread, WorkerProcess
+from helpers import FAST_PROFILE, ROOT, Ask, NewThread, WorkerProcess, kill_all
 
 from devkit.redis_server import private_redis
 from emulator.server import EmulatorHandle, running_emulator
@@ -173,8 +173,7 @@ def worker(
         return handle
 
     yield start
-    for handle in started:
-        handle.stop()
+    kill_all(handle.proc for handle in started)
 
 
 # --- the run suite: every scenario on each backend ------------------------------------------------
@@ -266,10 +265,4 @@ def beat(
         return proc, log
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    kill_all(started)

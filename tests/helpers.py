@@ -3,11 +3,12 @@ and what run tests read from the emulator."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,20 @@ class WorkerProcess:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
-        """Stop the worker if it still runs."""
-        if self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: the main process stops its pool itself
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+def kill_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL each process, with its group when it leads one (a worker's pool), and reap them: a test's
+    processes are done with at its end, and a warm shutdown only costs time (seconds each, more once
+    their Redis is gone)."""
+    procs = [p for p in procs if p.poll() is None]
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+    for proc in procs:
+        proc.wait(10)
 
 
 def write_files(folder: Path, count: int, prefix: str = "doc") -> list[str]:

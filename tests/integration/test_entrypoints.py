@@ -7,8 +7,6 @@ package"), because Celery imports the app with the working directory first on ``
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import WorkerProcess
+from helpers import WorkerProcess, kill_all
 
 from devkit.redis_server import free_port
 from schemas.job import JobKind, JobStatus
@@ -59,14 +57,7 @@ def ajobs(env: dict[str, str], app_dir: Path, tmp_path: Path) -> Iterator[Start]
         return proc, output
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()  # a warm shutdown: the worker stops its pool itself
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    kill_all(started)
 
 
 def wait_for(check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], output: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import openai
 import pytest
-from helpers import ROOT, WorkerProcess, wait_for
+from helpers import ROOT, WorkerProcess, kill_all, wait_for
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -75,11 +75,7 @@ def flower(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
             pytest.fail("Flower did not start:\n" + (tmp_path / "flower.out").read_text(errors="replace"))
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        kill_all([proc])
 
 
 def test_flower_refuses_to_start_without_credentials(env: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, WorkerProcess, set_durations, wait_for
+from helpers import ROOT, WorkerProcess, kill_all, set_durations, wait_for
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -59,12 +59,7 @@ def beats(env: dict[str, str], tmp_path: Path) -> Iterator[list[Path]]:
                                           stdout=output, stderr=subprocess.STDOUT))  # fmt: skip
         logs.append(log)
     yield logs
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    kill_all(procs)
 
 
 SENT = re.compile(r"\[(\S+ \S+): INFO/MainProcess\] Scheduler: Sending due task (\S+) ")

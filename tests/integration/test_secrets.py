@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from helpers import ROOT, WorkerProcess, wait_for
+from helpers import ROOT, WorkerProcess, kill_all, wait_for
 
 from devkit.redis_server import RedisServer, free_port, redis_server
 from emulator.server import EmulatorHandle
@@ -147,6 +147,4 @@ def test_no_secret_reaches_a_log_redis_or_flower_down_every_failure_path(
         }
         assert found == {}, f"secrets leaked: {found}"
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(15)
+        kill_all(procs)
