@@ -3,11 +3,17 @@ and what run tests read from the emulator."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -166,3 +172,36 @@ def question(content: str = "What is the capital of France?", **fields: object) 
     """A run request on the responses backend (the default model), with ``fields`` added."""
     message = {"role": "user", "content": content}
     return {"kind": "run", "backend": "responses", "model": "gpt-4o", "messages": [message], **fields}
+
+
+# --- talking HTTP to the processes under test -------------------------------------------------------
+def http_status(url: str, auth: str | None = None) -> int | None:
+    """The HTTP status of a GET on ``url`` (basic ``auth`` as user:password); None while nothing listens."""
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+    except OSError:
+        return None
+
+
+def webhook_headers(
+    body: bytes, secret: str, *, delivery_id: str | None = None, at: float | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers for ``body`` signed with ``secret`` (``whsec_`` and base64), as OpenAI
+    signs its deliveries."""
+    delivery_id = delivery_id or f"wh_{uuid.uuid4().hex}"
+    timestamp = str(int(at if at is not None else time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": delivery_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": f"v1,{base64.b64encode(mac).decode()}",
+        "content-type": "application/json",
+    }

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +14,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from flower.utils.broker import Broker
+from helpers import webhook_headers
 from pydantic import SecretStr
 from redbeat.schedulers import get_redis
 
@@ -89,7 +87,7 @@ def webhook_receiver(s: Settings) -> None:
         body = orjson.dumps({"id": "evt_1", "object": "event", "type": "response.completed",
                              "created_at": int(time.time()), "data": {"id": "resp_unknown"}})  # fmt: skip
         async with TestClient(TestServer(app)) as client:
-            answer = await client.post(s.webhook_path, data=body, headers=signed(body))
+            answer = await client.post(s.webhook_path, data=body, headers=webhook_headers(body, SECRET))
             if answer.status != 200:  # the receiver logs why Redis was unreachable, and answers 503
                 raise RuntimeError(f"{answer.status} {await answer.text()}")
 
@@ -144,15 +142,3 @@ PROBES: dict[str, Callable[[Settings], None]] = {
     "quarantine": quarantine,
     "durability check": durability_check,
 }
-
-
-def signed(body: bytes) -> dict[str, str]:
-    """Standard Webhooks headers for ``body``, signed with `SECRET`."""
-    delivery, at = f"wh_{uuid.uuid4().hex}", str(int(time.time()))
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{delivery}.{at}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": delivery,
-        "webhook-timestamp": at,
-        "webhook-signature": f"v1,{base64.b64encode(mac).decode()}",
-    }

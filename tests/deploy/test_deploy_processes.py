@@ -40,6 +40,7 @@ from deployment import (
     systemd_unit,
     wait_until,
 )
+from helpers import http_status
 
 from devkit.redis_server import free_port, redis_server_binary
 from schemas.job import JobRecord, JobStatus
@@ -130,19 +131,6 @@ def healthy(service: Service, subst: Substitutions, cwd: Path) -> bool:
     except subprocess.TimeoutExpired:  # a check that outlasts its time failed: compose tries it again
         return False
     return done.returncode == 0
-
-
-def http_status(url: str, auth: str | None = None) -> int:
-    """The status of a GET on ``url`` (basic ``auth`` as user:password)."""
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
 
 
 def start_redis_and_emulator(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import threading
 import time
 import uuid
@@ -19,7 +17,7 @@ import pytest
 import redis
 from aiohttp import web
 from harness import Harness
-from helpers import question
+from helpers import question, webhook_headers
 
 from devkit.redis_server import free_port
 from emulator.server import EmulatorHandle
@@ -34,17 +32,8 @@ SECRET = "whsec_" + base64.b64encode(b"assistant-jobs-test-secret-32byte").decod
 def signed(
     body: bytes, secret: str = SECRET, *, delivery_id: str | None = None, at: float | None = None
 ) -> dict[str, str]:
-    """Standard Webhooks headers for ``body``, as OpenAI signs them."""
-    delivery_id = delivery_id or f"wh_{uuid.uuid4().hex}"
-    timestamp = str(int(at if at is not None else time.time()))
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": delivery_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": f"v1,{base64.b64encode(mac).decode()}",
-        "content-type": "application/json",
-    }
+    """Standard Webhooks headers for ``body``, signed with this module's secret unless told another."""
+    return webhook_headers(body, secret, delivery_id=delivery_id, at=at)
 
 
 def event(response_id: str, kind: str = "response.completed") -> bytes:

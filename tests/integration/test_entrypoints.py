@@ -10,14 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from base64 import b64encode
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import WorkerProcess, kill_all
+from helpers import WorkerProcess, http_status, kill_all
 
 from devkit.redis_server import free_port
 from schemas.job import JobKind, JobStatus
@@ -155,22 +152,7 @@ def test_ajobs_flower_serves_behind_basic_auth_from_an_application_s_directory(a
 
     # Then it shows the workers page with the credentials and refuses it without them
     wait_for(
-        lambda: status(base + "/healthcheck", "ops:flower-pass") == 200, "Flower answering", proc, output
+        lambda: http_status(base + "/healthcheck", "ops:flower-pass") == 200, "Flower answering", proc, output
     )
-    assert status(base + "/workers", "ops:flower-pass") == 200
-    assert status(base + "/workers", None) == 401
-
-
-def status(url: str, auth: str | None) -> int | None:
-    """The HTTP status of a GET (None while nothing listens)."""
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
-    except OSError:
-        return None
+    assert http_status(base + "/workers", "ops:flower-pass") == 200
+    assert http_status(base + "/workers", None) == 401

@@ -7,14 +7,13 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, WorkerProcess, kill_all, set_durations, wait_for
+from helpers import WorkerProcess, set_durations, wait_for
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -39,27 +38,9 @@ SCALE_ENV = {
 
 
 @pytest.fixture
-def beats(env: dict[str, str], tmp_path: Path) -> Iterator[list[Path]]:
+def beats(beat: Callable[..., tuple[subprocess.Popen[bytes], Path]]) -> list[Path]:
     """Two ``celery beat`` processes with the app's scheduler; their log files."""
-    procs, logs = [], []
-    for name in ("a", "b"):
-        log = tmp_path / f"beat-{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel=INFO",
-            f"--logfile={log}",
-        ]
-        with (tmp_path / f"beat-{name}.out").open("wb") as output:
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**env, **SCALE_ENV}, start_new_session=True,
-                                          stdout=output, stderr=subprocess.STDOUT))  # fmt: skip
-        logs.append(log)
-    yield logs
-    kill_all(procs)
+    return [beat(name, SCALE_ENV)[1] for name in ("a", "b")]
 
 
 SENT = re.compile(r"\[(\S+ \S+): INFO/MainProcess\] Scheduler: Sending due task (\S+) ")
