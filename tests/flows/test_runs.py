@@ -23,6 +23,7 @@ from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from tasks.assistants import beta
 from worker.client import ToolOutputsRejected
+from worker.polls import TaskDue
 from worker.store import keys
 from worker.store.schedule import AsyncSchedule
 
@@ -114,14 +115,21 @@ def test_a_start_message_slower_than_its_slice_passes_the_rest_on_and_strands_no
 def test_a_start_that_finds_its_step_lease_held_comes_back_when_it_lapses_and_creates_once(
     harness: Harness, ask: Ask, emulator: EmulatorHandle, backend: str
 ) -> None:
-    # Given a job whose step lease a worker killed inside its start still holds (for a moment), as when
-    # RabbitMQ gives the start message to another worker at once
+    # Given a job whose step lease a worker killed inside its start still holds, as when RabbitMQ gives
+    # the start message to another worker at once
     ref = harness.jobs.submit(ask("held"))
-    harness.store.redis.set(keys.LEASE.format(job_id=ref.id), "killed-holder", px=300)
-    # When the workers run
+    lease = keys.LEASE.format(job_id=ref.id)
+    harness.store.redis.set(lease, "killed-holder", ex=30)
+    # When the start message runs
+    harness.worker.drain()
+    # Then it left the job to come back when the lease lapses, not now and not never
+    entry = harness.store.schedule.entry(ref.id)
+    assert isinstance(entry, TaskDue) and entry.task == "aj.run.start", entry
+    assert (harness.store.schedule.next_due_in() or 0) > 10
+    # ...and once the lease has lapsed, the job completes with one remote run
+    harness.store.redis.delete(lease)
     [record] = harness.run(ref.id)
-    # Then the start came back once the lease lapsed, and the job completed with one remote run
-    assert harness.worker.ran.count("aj.run.start") > 1
+    assert harness.worker.ran.count("aj.run.start") == 2
     assert record.status == JobStatus.COMPLETED, record.error
     assert created_per_job(emulator, backend) == {ref.id: 1}
 
