@@ -45,6 +45,10 @@ def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) 
     svc.store.schedule.put(job_id, TaskDue(task, args), delay)
 
 
+LEASE_SLACK_S = 0.5
+"""How long after a lease's TTL a step comes back for it, so it finds the lease gone."""
+
+
 def after_lease(svc: Services, job_id: str, task: str, args: list[Any]) -> None:
     """Another task holds the job's step lease: a duplicate message at work now, or a worker killed inside
     the step whose message the broker gave again at once (RabbitMQ: no visibility timeout to wait out).
@@ -54,10 +58,6 @@ def after_lease(svc: Services, job_id: str, task: str, args: list[Any]) -> None:
     entry = svc.store.schedule.entry(job_id)
     if entry is None or (isinstance(entry, TaskDue) and entry.task == task):
         defer(svc, job_id, task, args, svc.store.leases.remaining(job_id) + LEASE_SLACK_S)
-
-
-LEASE_SLACK_S = 0.5
-"""How long after a lease's TTL a step comes back for it, so it finds the lease gone."""
 
 
 def retry_later(
