@@ -116,6 +116,7 @@ def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
         from tasks.assistants import beta, quiet_assistants_deprecation
         from worker import constants as c
         from worker.app import create_app
+        from worker.async_api import api_loop
         from worker.client import Jobs
         from worker.openai_client import openai_client
         from worker.settings import Settings
@@ -169,6 +170,7 @@ def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
             result["profile_shares"] = _shares(stats, total)
             result["profile_top"] = _top(stats)
         jobs.store.redis.close()
+        api_loop().close()
         return result
 
 
