@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
@@ -143,10 +144,8 @@ def test_a_traced_route_keeps_when_each_request_arrived_and_each_429_asked_to_wa
     before = time.time()
     created = []
     for _ in range(6):
-        try:
+        with contextlib.suppress(openai.RateLimitError):
             created.append(client.with_options(max_retries=0).responses.create(model="gpt-4o", input="hi"))
-        except openai.RateLimitError:
-            pass
     emulator.clear_faults()
     response = client.responses.create(model="gpt-4o", input="hi", background=True)
     client.responses.retrieve(response.id)
