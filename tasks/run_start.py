@@ -82,7 +82,14 @@ def start_many(svc: Services, job_ids: Sequence[str], guard: Guard) -> None:
             guard(record.id, partial(_admit, svc, record, ready))
     if not ready:
         return
-    tokens = svc.store.leases.take([s.id for s in ready], svc.settings.task_time_limit)
+    lease_s = svc.settings.task_time_limit
+    tokens = svc.store.leases.take([s.id for s in ready], lease_s)
+    for s in ready:
+        if s.id not in tokens:
+            # Another task holds the job's lease. A live one creates the run; a dead one (a worker killed
+            # mid-start, its message redelivered at once, as RabbitMQ does) left a lease that is gone by
+            # the time this start comes back, which then creates the run or finds it made.
+            defer(svc, s.id, task_name(c.TASK_START), [[s.id]], lease_s)
     try:
         group = _begin_all(svc, [s for s in ready if s.id in tokens], guard)
         group = _prepare_all(svc, group, guard)

@@ -138,7 +138,7 @@ def test_a_worker_killed_mid_start_has_its_message_redelivered_at_once_with_no_s
 ) -> None:
     # Given a worker on RabbitMQ whose every create is slow, so a kill lands inside the start task
     env = rabbit_env(queues, redis_url)
-    emulator.set_faults(latency_ms=1500, paths=["POST"])
+    emulator.set_faults(latency_ms=1500, methods=["POST"])
     doomed = worker("doomed", concurrency=1, extra_env=env)
     jobs = producer(monkeypatch, env, emulator)
     assistant = _assistant(emulator)
