@@ -33,6 +33,7 @@ from bench.common import (
     API_KEY,
     RESULTS_DIR,
     ROOT,
+    SHARING,
     Progress,
     TreeSampler,
     clean_env,
@@ -42,6 +43,7 @@ from bench.common import (
     percentiles,
     pin_to,
     say,
+    share_cores,
     stop,
     write_result,
 )
@@ -287,7 +289,7 @@ def run(mode: str, only: list[str], out: Path, command: str) -> dict[str, Any]:
         else:
             webhooks = name != "polling"
             row = ours(profile, size, webhooks, DROP if name == "drop" else 0.0, workdir, name)
-        row.update(load_avg_at_start=load, command=command)
+        row.update(load_avg_at_start=load, command=command, pinning=_pinning())
         say(
             f"S5 {name}: p95 lag {row['lag_s']['p95']} s, peak in flight {row['peak_in_flight']:,}, "
             f"{row['requests_per_job']} requests/job (p99 {row['requests_per_job_p99']}), "
@@ -298,12 +300,15 @@ def run(mode: str, only: list[str], out: Path, command: str) -> dict[str, Any]:
         "scenario": "s5_webhooks",
         "mode": mode,
         "emulator": {"profile": profile, "webhook_drop": DROP},
-        "pinning": "emulator on core 0; Redis, the worker, the receiver, the seed pattern and the bench's "
-        "reader on core 1",
         "rows": [rows[k] for k in ("webhooks", "drop", "polling", "seed") if k in rows],
     }
     write_result(out, "s5_webhooks", result)
     return result
+
+
+def _pinning() -> str:
+    shared = "both cores (sharing the emulator's)" if SHARING["cores"] else "core 1"
+    return f"emulator on core 0; Redis, the worker, the receiver, the seed pattern and the bench's reader on {shared}"
 
 
 def main(mode: str, out: Path, command: str) -> dict[str, Any]:
@@ -319,7 +324,12 @@ def cli(argv: list[str] | None = None) -> None:
         size.add_argument(f"--{name}", dest="mode", action="store_const", const=name)
     parser.add_argument("--only", default="webhooks,drop,polling,seed")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--share-cores", action="store_true", help="the contender may use the emulator's core too"
+    )
     args = parser.parse_args(argv)
+    if args.share_cores:
+        share_cores()
     os.sched_setaffinity(0, contender_cores())
     command = "python -m bench.s5_webhooks " + shlex.join(sys.argv[1:] if argv is None else argv)
     run(args.mode, [s.strip() for s in args.only.split(",") if s.strip()], args.out, command)
