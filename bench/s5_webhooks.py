@@ -308,7 +308,7 @@ def run(mode: str, only: list[str], out: Path, command: str) -> dict[str, Any]:
 
 def _pinning() -> str:
     shared = "both cores (sharing the emulator's)" if SHARING["cores"] else "core 1"
-    return f"emulator on core 0; Redis, the worker, the receiver, the seed pattern and the bench's reader on {shared}"
+    return f"emulator on core 0; Redis, the worker, the receiver, the seed pattern and the reader on {shared}"
 
 
 def main(mode: str, out: Path, command: str) -> dict[str, Any]:
