@@ -306,6 +306,72 @@ def run(mode: str, only: list[str], out: Path, command: str) -> dict[str, Any]:
     return result
 
 
+GOALS = {"peak": 9000, "lag_p95": 0.25, "requests": 3.5, "requests_p99": 5, "cpu_ms": 6.0}
+"""The issue's goals for the webhook run."""
+
+
+def section(result: dict[str, Any]) -> list[str]:
+    """The RESULTS.md section: a row per contender, the ratios, the goals."""
+    rows = {r["label"]: r for r in result["rows"]}
+    lines = [
+        "## S5 webhook-first supervision (bench/s5_webhooks.py)",
+        "",
+        f"Emulator profile: `{json.dumps(result['emulator']['profile'])}`; `drop`: the emulator drops"
+        f" {result['emulator']['webhook_drop']:.0%} of webhook deliveries. *Lag* = the job's end event"
+        " (seed: its thread seeing the end) minus the emulator's `completed_at`. Requests per job:"
+        " conversation create, response creates and that job's retrieves (safety polls included); CPU: the"
+        " worker's process tree and the receiver (Redis's own beside it).",
+        "",
+        "| row | jobs | lag p50 / p95 / p99 (s) | peak in flight | all created within (s) | starts/s "
+        "| requests / job (p99) | CPU ms / job (receiver) | Redis CPU ms / job | ended by | lost "
+        "| load at start |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in rows.values():
+        lag = r["lag_s"]
+        lines.append(
+            f"| {r['label']} | {r['jobs']:,} | {lag['p50']:.3f} / {lag['p95']:.3f} / {lag['p99']:.3f} "
+            f"| {r['peak_in_flight']:,} | {r['all_created_within_s']} | {r['starts_per_s']} "
+            f"| {r['requests_per_job']} ({r['requests_per_job_p99']}) | {r['cpu_ms_per_job']} "
+            f"({r.get('cpu_ms_per_job_receiver') or '-'}) | {r.get('redis_cpu_ms_per_job', '-')} "
+            f"| {r.get('ended_by') or '-'} | {r['lost']} | {r['load_avg_at_start']} |"
+        )
+    lines += ["", "Commands and pinning: " + "; ".join(
+        f"{r['label']}: `{r['command']}` ({r['pinning']})" for r in rows.values()
+    ) + ".", ""]  # fmt: skip
+    ours = rows.get("webhooks")
+    if ours:
+        for other in ("polling", "seed"):
+            if other in rows:
+                o = rows[other]
+                lag = ours["lag_s"]["p95"] / o["lag_s"]["p95"]
+                lines.append(
+                    f"- webhooks / {other} ({o['jobs']:,} jobs): lag p95 x{lag:.2f}, "
+                    f"requests per job x{ours['requests_per_job'] / o['requests_per_job']:.2f}, "
+                    f"CPU per job x{ours['cpu_ms_per_job'] / o['cpu_ms_per_job']:.2f}"
+                )
+        checks = [
+            ("peak in flight >= 9,000", ours["peak_in_flight"] >= GOALS["peak"], ours["peak_in_flight"]),
+            ("p95 lag <= 0.25 s", ours["lag_s"]["p95"] <= GOALS["lag_p95"], ours["lag_s"]["p95"]),
+            ("requests per job <= 3.5", ours["requests_per_job"] <= GOALS["requests"],
+             ours["requests_per_job"]),
+            ("requests per job p99 <= 5", ours["requests_per_job_p99"] <= GOALS["requests_p99"],
+             ours["requests_per_job_p99"]),
+            ("CPU per job <= 6 ms", ours["cpu_ms_per_job"] <= GOALS["cpu_ms"], ours["cpu_ms_per_job"]),
+            ("none lost", ours["lost"] == 0, ours["lost"]),
+        ]  # fmt: skip
+        drop = rows.get("drop")
+        if drop:
+            checks += [
+                ("10% dropped: none stuck", drop["lost"] == 0, drop["lost"]),
+                ("10% dropped: p95 within the safety period", drop["lag_s"]["p95"] <= SAFETY_POLL_S,
+                 drop["lag_s"]["p95"]),
+            ]  # fmt: skip
+        lines += ["", "| goal | measured | reached |", "|---|---:|---|"]
+        lines += [f"| {goal} | {value} | {'yes' if ok else 'no'} |" for goal, ok, value in checks]
+    return [*lines, ""]
+
+
 def _pinning() -> str:
     shared = "both cores (sharing the emulator's)" if SHARING["cores"] else "core 1"
     return f"emulator on core 0; Redis, the worker, the receiver, the seed pattern and the reader on {shared}"

@@ -174,6 +174,36 @@ def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
         return result
 
 
+def section(result: dict[str, Any]) -> list[str]:
+    """The RESULTS.md section: one row per measurement, then where the CPU went in the profiled ones."""
+    lines = [
+        "## Start cost (bench/start_cost.py)",
+        "",
+        "Run starts in one process, on the messages a worker would get; CPU of the process (every thread),"
+        " Redis round trips it made, API requests the emulator served, per start. `before` is the SDK"
+        " start (one job at a time, 20 a message), `after` the lean path (creates on aiohttp, writes"
+        " folded per group). Profiled rows run under cProfile, which sees the calling thread only (the"
+        " lean path's event loop thread is not in its figures).",
+        "",
+        "| row | command | load | CPU ms / start | Redis round trips / start | API requests / start "
+        "| starts/s (one process) | jobs a message |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['label']} | `{r['command']}` | {r.get('load_avg')} | {r['cpu_ms_per_start']} "
+            f"| {r['redis_round_trips_per_start']} | {r['api_requests_per_start']} | {r['starts_per_s']} "
+            f"| {r['jobs_per_message']} |"
+        )
+    for r in result["rows"]:
+        if r.get("profile_shares"):
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["profile_shares"].items())
+            lines += ["", f"{r['label']}: own time by library: {shares}; the most expensive calls:", ""]
+            lines += [f"- `{t['function']}`: {t['cumulative_s']} s cumulative, {t['calls']} calls"
+                      for t in r["profile_top"][6:16]]  # fmt: skip
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and write the results file (and RESULTS.md when writing to bench/results)."""
     parser = argparse.ArgumentParser(prog="python -m bench.start_cost", description=__doc__.splitlines()[0])

@@ -13,6 +13,7 @@ RESULTS.md section.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -121,6 +122,28 @@ def run(jobs_n: int, workers_n: int, workdir: Path) -> dict[str, Any]:
         "jobs_with_one_response": sum(1 for n in per_job.values() if n == 1),
         "wall_s": round(wall, 1),
     }
+
+
+def section(result: dict[str, Any]) -> list[str]:
+    """The RESULTS.md section."""
+    return [
+        "## Responses storm (bench/storm.py)",
+        "",
+        f"Command: `{result['command']}` (load {result['load_avg_at_start']})."
+        f" {result['jobs']} response jobs, one start message each, {result['workers']} worker processes;"
+        " emulator faults"
+        f" `{json.dumps(result['faults'])}` with a timeline of `{ROUTE}`. *Late creates*: creates that"
+        f" arrived more than {result['slack_s'] * 1000:.0f} ms after a 429 was answered on the path while"
+        " its Retry-After still ran (goal 0).",
+        "",
+        "| late creates | creates arrived | answered 429 | same request retried early | statuses "
+        "| most responses for one job |",
+        "|---:|---:|---:|---:|---|---:|",
+        f"| {result['late_creates']} | {result['creates_arrived']} | {result['answered_429']} "
+        f"| {result['early_retries_same_request']} | {result['statuses']} "
+        f"| {result['responses_per_job_max']} |",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
