@@ -11,6 +11,8 @@ from typing import Any
 
 GOAL_LAG_S = 2.0
 SEED_CPU_MS = 45.0
+FASTER_STARTS = "faster-starts"
+"""The folder (under the results) of S1 at 10,000 run again once starts went on the lean path."""
 SEED_REQUESTS_AT_1000 = 22.7
 """The seed pattern's requests a run at 1,000 runs in flight, measured with both cores before this bench
 existed (p95 detection lag 2.2 s then): the baseline the requests goal is set against."""
@@ -193,6 +195,19 @@ def later_sections(out: Path) -> list[str]:
     """The sections after S1-S4: start cost, S5, the storm, indexing, chaos, Redis cost, CLI start-up."""
     parts: list[str] = []
     index = _load(out, "index")
+    rerun = _load(out / FASTER_STARTS, "s1_supervision")
+    if rerun:
+        parts += [
+            "## S1 at 10,000 with the faster starts",
+            "",
+            f"Command: `{rerun['command']} --out bench/results/{FASTER_STARTS}` (load at start"
+            f" {rerun['machine']['load_avg_at_start']}, measured {rerun['measured_at']}); the same scenario,"
+            f" profile and pinning as S1 above ({rerun['pinning']}), the assistants backend, polling. The"
+            " S1 table above keeps the run before the change.",
+            "",
+            *s1_table(rerun),
+            "",
+        ]
     for name, module in (("start_cost", "start_cost"), ("s5_webhooks", "s5_webhooks"), ("storm", "storm")):
         result = _load(out, name)
         if result:

@@ -7,20 +7,22 @@ Starts a private Redis and an emulator (pinned to its own core, responses and ru
 ends during the measurement), submits ``--jobs`` run jobs, then runs the start task in this process on the
 messages a worker would get (`SUBMIT_CHUNK` jobs each), the way a pool process does. Only the start phase
 is measured: CPU seconds of this process (every thread), Redis round trips this process made (one per
-command or pipeline sent), the emulator's request counters. ``--profile`` runs it under cProfile and keeps
-the functions with the most time, and the share of it spent in the HTTP client, Redis and pydantic.
+command or pipeline sent), the emulator's request counters. ``--profile`` samples the process with py-spy
+(every thread, the lean path's event loop included) and keeps where the samples were: the share per
+library of the innermost frame, and the functions seen most.
 Writes bench/results/start_cost.json (``--out``) and the RESULTS.md section.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
-import pstats
 import shlex
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,28 +87,55 @@ def _request(backend: str, assistant_id: str | None, index: int) -> dict[str, An
     return request
 
 
-def _shares(stats: pstats.Stats, total: float) -> dict[str, float]:
-    """Share of the profiled time (own time, summed per library) by `GROUPS`."""
-    own: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
-    for (filename, _line, _name), row in stats.stats.items():  # type: ignore[attr-defined]
-        for group, parts in GROUPS.items():
-            if any(p in filename for p in parts):
-                own[group] += row[2]
-                break
-    return {group: round(seconds / total, 3) for group, seconds in own.items()} if total else {}
+def _library(frame: str) -> str:
+    for group, parts in GROUPS.items():
+        if any(p in frame for p in parts):
+            return group
+    if "/wt-perf/" in frame or frame.split("(")[-1].startswith(("worker/", "tasks/", "schemas/")):
+        return "assistant-jobs"
+    return "other (stdlib, asyncio, orjson, C)"
 
 
-def _top(stats: pstats.Stats, count: int = 20) -> list[dict[str, Any]]:
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
-    return [
-        {
-            "function": f"{Path(filename).name}:{line}({name})",
-            "calls": row[1],
-            "own_s": round(row[2], 4),
-            "cumulative_s": round(row[3], 4),
-        }
-        for (filename, line, name), row in rows[:count]
-    ]
+def parse_samples(raw: str) -> dict[str, Any]:
+    """Shares of py-spy's collapsed stacks (``frame;frame;... count`` lines): by the library of the innermost
+    frame, and the innermost functions seen most."""
+    by_library: dict[str, int] = {}
+    by_function: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        total += int(count)
+        by_library[_library(leaf)] = by_library.get(_library(leaf), 0) + int(count)
+        by_function[leaf] = by_function.get(leaf, 0) + int(count)
+    top = sorted(by_function.items(), key=lambda kv: kv[1], reverse=True)[:15]
+    return {
+        "samples": total,
+        "shares": {k: round(v / total, 3) for k, v in sorted(by_library.items(), key=lambda kv: -kv[1])},
+        "top": [{"function": f, "share": round(n / total, 3)} for f, n in top],
+    }
+
+
+@contextmanager
+def sampled(enabled: bool) -> Iterator[dict[str, Any]]:
+    """py-spy on this process for the block (when ``enabled``); the parsed samples land in the dict."""
+    found: dict[str, Any] = {}
+    if not enabled:
+        yield found
+        return
+    out = Path(tempfile.mkdtemp(prefix="aj-start-cost-")) / "samples.txt"
+    spy = str(Path(sys.executable).parent / "py-spy")
+    cmd = [spy, "record", "--pid", str(os.getpid()), "--rate", "250", "--format", "raw", "--nonblocking"]
+    proc = subprocess.Popen([*cmd, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield found
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        found.update(parse_samples(out.read_text() if out.exists() else ""))
 
 
 def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
@@ -135,15 +164,10 @@ def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
         start = app.tasks[c.TASK_START.format(kind="run")]
         start.apply(args=[chunks[0][:1]])  # warm: connections, imports, scripts (not counted)
         admin.reset_counters()
-        profiler = cProfile.Profile() if profile else None
-        with counting_round_trips() as round_trips:
+        with counting_round_trips() as round_trips, sampled(profile) as samples:
             cpu0, wall0 = time.process_time(), time.monotonic()
-            if profiler:
-                profiler.enable()
             for chunk in chunks:
                 start.apply(args=[chunk])
-            if profiler:
-                profiler.disable()
             cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
             trips = round_trips()
         counters = admin.counters()
@@ -164,11 +188,8 @@ def measure(jobs_n: int, backend: str, profile: bool) -> dict[str, Any]:
             "api_requests": requests,
             "profiled": profile,
         }
-        if profiler:
-            stats = pstats.Stats(profiler)
-            total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
-            result["profile_shares"] = _shares(stats, total)
-            result["profile_top"] = _top(stats)
+        if samples:
+            result["profile"] = samples
         jobs.store.redis.close()
         api_loop().close()
         return result
@@ -182,8 +203,8 @@ def section(result: dict[str, Any]) -> list[str]:
         "Run starts in one process, on the messages a worker would get; CPU of the process (every thread),"
         " Redis round trips it made, API requests the emulator served, per start. `before` is the SDK"
         " start (one job at a time, 20 a message), `after` the lean path (creates on aiohttp, writes"
-        " folded per group). Profiled rows run under cProfile, which sees the calling thread only (the"
-        " lean path's event loop thread is not in its figures).",
+        " folded per group). Profiled rows are sampled by py-spy (every thread, 250 Hz), which slows the"
+        " process a little: their CPU figures are not the ones to quote.",
         "",
         "| row | command | load | CPU ms / start | Redis round trips / start | API requests / start "
         "| starts/s (one process) | jobs a message |",
@@ -196,11 +217,15 @@ def section(result: dict[str, Any]) -> list[str]:
             f"| {r['jobs_per_message']} |"
         )
     for r in result["rows"]:
-        if r.get("profile_shares"):
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["profile_shares"].items())
-            lines += ["", f"{r['label']}: own time by library: {shares}; the most expensive calls:", ""]
-            lines += [f"- `{t['function']}`: {t['cumulative_s']} s cumulative, {t['calls']} calls"
-                      for t in r["profile_top"][6:16]]  # fmt: skip
+        if r.get("profile"):
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["profile"]["shares"].items())
+            lines += [
+                "",
+                f"{r['label']} ({r['profile']['samples']:,} py-spy samples, every thread): innermost"
+                f" frame by library: {shares}; the functions seen most:",
+                "",
+            ]
+            lines += [f"- `{t['function']}`: {t['share']:.1%}" for t in r["profile"]["top"][:10]]  # fmt: skip
     return [*lines, ""]
 
 
@@ -209,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.start_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--backend", choices=("responses", "assistants"), default="responses")
-    parser.add_argument("--profile", action="store_true", help="run under cProfile (slower)")
+    parser.add_argument("--profile", action="store_true", help="sample it with py-spy (slower)")
     parser.add_argument("--label", default="", help="the row's name, e.g. before or after")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
