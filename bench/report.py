@@ -191,23 +191,29 @@ def s4_starts_and_deliveries(s4: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rerun(rerun: dict[str, Any] | None, folder: str) -> list[str]:
+    """S1 at 10,000 run again once starts went on the lean path (in ``results/<folder>``)."""
+    if not rerun:
+        return []
+    return [
+        f"## S1 at 10,000 with the faster starts ({folder})",
+        "",
+        f"Command: `{rerun['command']}` (load at start {rerun['machine']['load_avg_at_start']},"
+        f" measured {rerun['measured_at']}); the same scenario and profile as S1 above, the assistants"
+        f" backend, polling; pinning: {rerun['pinning']}. The S1 table above keeps the run before the"
+        " change.",
+        "",
+        *s1_table(rerun),
+        "",
+    ]
+
+
 def later_sections(out: Path) -> list[str]:
     """The sections after S1-S4: start cost, S5, the storm, indexing, chaos, Redis cost, CLI start-up."""
     parts: list[str] = []
     index = _load(out, "index")
-    rerun = _load(out / FASTER_STARTS, "s1_supervision")
-    if rerun:
-        parts += [
-            "## S1 at 10,000 with the faster starts",
-            "",
-            f"Command: `{rerun['command']} --out bench/results/{FASTER_STARTS}` (load at start"
-            f" {rerun['machine']['load_avg_at_start']}, measured {rerun['measured_at']}); the same scenario,"
-            f" profile and pinning as S1 above ({rerun['pinning']}), the assistants backend, polling. The"
-            " S1 table above keeps the run before the change.",
-            "",
-            *s1_table(rerun),
-            "",
-        ]
+    for folder in (FASTER_STARTS, FASTER_STARTS + "-shared-cores"):
+        parts += _rerun(_load(out / folder, "s1_supervision"), folder)
     for name, module in (("start_cost", "start_cost"), ("s5_webhooks", "s5_webhooks"), ("storm", "storm")):
         result = _load(out, name)
         if result:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench import plots, report, s1_supervision, s2_submit, s3_pickup, s4_capacity, s5_webhooks
-from bench.common import RESULTS_DIR, contender_cores, say
+from bench.common import RESULTS_DIR, contender_cores, say, share_cores
 
 SCENARIOS = {
     "s1": s1_supervision.main,
@@ -40,6 +40,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="s1,s2,s3,s4", help="comma-separated scenarios (s1..s5)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--share-cores", action="store_true", help="the contender may use the emulator's core too"
+    )
     return parser.parse_args(argv)
 
 
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "ours-10k":
         args.only = "s1"  # a single S1 step; the other scenarios have no such size
     command = "python -m bench.runner " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.share_cores:
+        share_cores()
     # Everything this process starts (Redis, workers, the seed client) inherits the contender's core;
     # each emulator pins itself to its own.
     os.sched_setaffinity(0, contender_cores())
