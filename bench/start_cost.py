@@ -91,7 +91,7 @@ def _library(frame: str) -> str:
     for group, parts in GROUPS.items():
         if any(p in frame for p in parts):
             return group
-    if "/wt-perf/" in frame or frame.split("(")[-1].startswith(("worker/", "tasks/", "schemas/")):
+    if frame.split("(")[-1].startswith(("worker/", "tasks/", "schemas/")):
         return "assistant-jobs"
     return "other (stdlib, asyncio, orjson, C)"
 
