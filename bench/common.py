@@ -29,10 +29,22 @@ EMULATOR_CORE = 0
 PACKAGES = ("celery", "kombu", "redis", "openai", "aiohttp", "httpx2", "uvicorn", "starlette", "orjson")
 
 
+SHARING = {"cores": False}
+"""``share_cores()`` sets it: the contender may use every core, the emulator's too."""
+
+
+def share_cores() -> None:
+    """Let the contender use every core from now on (the emulator stays pinned to `EMULATOR_CORE`, which
+    it then shares): for scenarios where the emulator needs a fraction of its core and the contender's
+    start rate is what is measured. Each scenario that does so says it in its results."""
+    SHARING["cores"] = True
+
+
 def contender_cores() -> set[int]:
-    """The cores left for the contender once the emulator has its own (all of them on a one-core box)."""
-    cores = set(os.sched_getaffinity(0))
-    return (cores - {EMULATOR_CORE}) or cores
+    """The cores left for the contender once the emulator has its own (all of them on a one-core box, or
+    after `share_cores`)."""
+    cores = set(range(os.cpu_count() or 1)) if SHARING["cores"] else set(os.sched_getaffinity(0))
+    return cores if SHARING["cores"] else (cores - {EMULATOR_CORE}) or cores
 
 
 def pin_to(cores: set[int]) -> Callable[[], None]:

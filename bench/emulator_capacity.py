@@ -32,7 +32,12 @@ from emulator.admin_client import EmulatorAdmin
 API_KEY = "sk-bench"
 RESULTS = Path(__file__).parent / "results" / "s4_emulator.json"
 # Runs long enough that all of them stay in flight for the whole measurement, as in the benchmark.
-PROFILE = {"seed": 1, "run_duration": {"kind": "uniform", "min": 300, "max": 600}, "poll_after_ms": 1000}
+PROFILE = {
+    "seed": 1,
+    "run_duration": {"kind": "uniform", "min": 300, "max": 600},
+    "response_duration": {"kind": "uniform", "min": 300, "max": 600},
+    "poll_after_ms": 1000,
+}
 
 
 def _free_port() -> int:
@@ -71,6 +76,42 @@ async def create_runs(base: str, count: int, concurrency: int = 64) -> list[tupl
 
         await asyncio.gather(*(one(i) for i in range(count)))
         return pairs
+
+
+async def drive_creates(base: str, count: int, concurrency: int) -> dict[str, Any]:
+    """Start ``count`` background responses the way a job start does (a conversation, then the response on
+    it), ``concurrency`` at a time; the time taken and the errors."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
+    errors = 0
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
+        async def one(index: int) -> None:
+            nonlocal errors
+            async with semaphore:
+                async with session.post(f"{base}/conversations", json={}) as response:
+                    conversation = (await response.json()).get("id")
+                body = {
+                    "model": "gpt-4o",
+                    "input": f"question {index}",
+                    "background": True,
+                    "conversation": conversation,
+                    "metadata": {"aj_job_id": f"job-{index}"},
+                }
+                async with session.post(f"{base}/responses", json=body) as response:
+                    await response.read()
+                    errors += response.status != 200
+
+        began = time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        elapsed = time.monotonic() - began
+    return {"starts": count, "errors": errors, "elapsed_s": elapsed}
+
+
+def _creates_process(base: str, count: int, concurrency: int, core: int, queue: Any) -> None:
+    os.sched_setaffinity(0, {core})
+    queue.put(asyncio.run(drive_creates(base, count, concurrency)))
 
 
 async def _drive(base: str, pairs: list[tuple[str, str]], seconds: float, concurrency: int) -> dict[str, Any]:

@@ -5,11 +5,14 @@ as is."""
 from __future__ import annotations
 
 import json
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 GOAL_LAG_S = 2.0
 SEED_CPU_MS = 45.0
+FASTER_STARTS = "faster-starts"
+"""The folder (under the results) of S1 at 10,000 run again once starts went on the lean path."""
 SEED_REQUESTS_AT_1000 = 22.7
 """The seed pattern's requests a run at 1,000 runs in flight, measured with both cores before this bench
 existed (p95 detection lag 2.2 s then): the baseline the requests goal is set against."""
@@ -171,10 +174,100 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def s4_starts_and_deliveries(s4: dict[str, Any]) -> list[str]:
+    """The S4 rows of job starts and signed deliveries, when measured."""
+    creates, deliveries = s4.get("creates"), s4.get("deliveries")
+    if not (creates and deliveries):
+        return []
+    return [
+        "Job starts (a conversation create and a background response create each, 64 at a time) and signed"
+        " webhook deliveries (to a receiver that answers 200 without verifying) on the same core:",
+        "",
+        "| job starts/s (creates/s) | starts timed | signed deliveries/s | emulator CPU ms / delivery |",
+        "|---:|---:|---:|---:|",
+        f"| {_f(creates['starts_per_s'], 0)} ({_f(creates['creates_per_s'], 0)}) | {creates['starts']:,} "
+        f"| {_f(deliveries['deliveries_per_s'], 0)} | {deliveries['emulator_cpu_ms_per_delivery']} |",
+        "",
+    ]
+
+
+def _rerun(rerun: dict[str, Any] | None, folder: str) -> list[str]:
+    """S1 at 10,000 run again once starts went on the lean path (in ``results/<folder>``)."""
+    if not rerun:
+        return []
+    return [
+        f"## S1 at 10,000 with the faster starts ({folder})",
+        "",
+        f"Command: `{rerun['command']}` (load at start {rerun['machine']['load_avg_at_start']},"
+        f" measured {rerun['measured_at']}); the same scenario and profile as S1 above, the assistants"
+        f" backend, polling; pinning: {rerun['pinning']}. The S1 table above keeps the run before the"
+        " change.",
+        "",
+        *s1_table(rerun),
+        "",
+    ]
+
+
+def later_sections(out: Path) -> list[str]:
+    """The sections after S1-S4: start cost, S5, the storm, indexing, chaos, Redis cost, CLI start-up."""
+    parts: list[str] = []
+    index = _load(out, "index")
+    for folder in (FASTER_STARTS, FASTER_STARTS + "-shared-cores"):
+        parts += _rerun(_load(out / folder, "s1_supervision"), folder)
+    for name, module in (("start_cost", "start_cost"), ("s5_webhooks", "s5_webhooks"), ("storm", "storm")):
+        result = _load(out, name)
+        if result:
+            parts += import_module(f"bench.{module}").section(result)
+    if index:
+        from bench.index_bench import table
+
+        parts += [
+            "## Indexing (bench/index_bench.py)",
+            "",
+            "Command: `.venv/bin/python bench/index_bench.py`.",
+            "",
+        ]
+        parts += [table(index), ""]
+    from bench.chaos_report import load_all, section
+
+    parts += section(load_all(out))
+    redis_cost = _load(out, "redis_cost")
+    if redis_cost:
+        from bench.redis_cost import table as redis_cost_table
+
+        parts += [
+            "## Redis cost per job (bench/redis_cost.py)",
+            "",
+            f"Command: `{redis_cost['command']}` (`make bench-redis`). {redis_cost['settings']}; the"
+            " store and the broker on two private redis-servers, their INFO commandstats and INFO cpu read"
+            " before and after each kind, the idle worker's own cost taken off. docs/scaling.md builds on"
+            " these figures.",
+            "",
+            redis_cost_table(redis_cost),
+            "",
+            f"Machine: {_machine(redis_cost)}.",
+            "",
+        ]
+    startup = _load(out, "cli_startup")
+    if startup:
+        from bench.cli_startup import table as startup_table
+
+        load = ", ".join(f"{x:.1f}" for x in startup["machine"]["load_average"])
+        parts += [
+            "## CLI start-up (bench/cli_startup.py)",
+            "",
+            f"Command: `{startup['command']}`. Timed: {startup['timed']}; {startup['runs']} runs of each,"
+            f" {startup['tool']}; {startup['machine']['cpus']} CPUs, load average {load} at the end.",
+            "",
+            startup_table(startup),
+            "",
+        ]
+    return parts
+
+
 def render(out: Path) -> str:
     """The whole RESULTS.md text from the files in ``out``."""
     s1, s2, s3, s4 = (_load(out, n) for n in ("s1_supervision", "s2_submit", "s3_pickup", "s4_emulator"))
-    index = _load(out, "index")
     parts = [
         "# Benchmark results",
         "",
@@ -251,50 +344,8 @@ def render(out: Path) -> str:
             f"| {s4.get('concurrency') or s4.get('concurrency_per_process')} |",
             "",
         ]
-    if index:
-        from bench.index_bench import table
-
-        parts += [
-            "## Indexing (bench/index_bench.py)",
-            "",
-            "Command: `.venv/bin/python bench/index_bench.py`.",
-            "",
-        ]
-        parts += [table(index), ""]
-    from bench.chaos_report import load_all, section
-
-    parts += section(load_all(out))
-    redis_cost = _load(out, "redis_cost")
-    if redis_cost:
-        from bench.redis_cost import table as redis_cost_table
-
-        parts += [
-            "## Redis cost per job (bench/redis_cost.py)",
-            "",
-            f"Command: `{redis_cost['command']}` (`make bench-redis`). {redis_cost['settings']}; the"
-            " store and the broker on two private redis-servers, their INFO commandstats and INFO cpu read"
-            " before and after each kind, the idle worker's own cost taken off. docs/scaling.md builds on"
-            " these figures.",
-            "",
-            redis_cost_table(redis_cost),
-            "",
-            f"Machine: {_machine(redis_cost)}.",
-            "",
-        ]
-    startup = _load(out, "cli_startup")
-    if startup:
-        from bench.cli_startup import table as startup_table
-
-        load = ", ".join(f"{x:.1f}" for x in startup["machine"]["load_average"])
-        parts += [
-            "## CLI start-up (bench/cli_startup.py)",
-            "",
-            f"Command: `{startup['command']}`. Timed: {startup['timed']}; {startup['runs']} runs of each,"
-            f" {startup['tool']}; {startup['machine']['cpus']} CPUs, load average {load} at the end.",
-            "",
-            startup_table(startup),
-            "",
-        ]
+        parts += s4_starts_and_deliveries(s4)
+    parts += later_sections(out)
     analysis = Path(__file__).parent / "ANALYSIS.md"
     if analysis.exists():
         parts += [analysis.read_text().strip(), ""]

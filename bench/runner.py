@@ -14,10 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-from bench import plots, report, s1_supervision, s2_submit, s3_pickup, s4_capacity
-from bench.common import RESULTS_DIR, contender_cores, say
+from bench import plots, report, s1_supervision, s2_submit, s3_pickup, s4_capacity, s5_webhooks
+from bench.common import RESULTS_DIR, contender_cores, say, share_cores
 
-SCENARIOS = {"s1": s1_supervision.main, "s2": s2_submit.main, "s3": s3_pickup.main, "s4": s4_capacity.main}
+SCENARIOS = {
+    "s1": s1_supervision.main,
+    "s2": s2_submit.main,
+    "s3": s3_pickup.main,
+    "s4": s4_capacity.main,
+    "s5": s5_webhooks.main,
+}
+"""Every scenario; S5 (minutes even at the quick size) runs only when named: ``--only s5``."""
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,9 +37,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument(
         "--ours-10k", dest="mode", action="store_const", const="ours-10k", help="S1: ours, 10,000 runs"
     )
-    parser.add_argument("--only", default="s1,s2,s3,s4", help="comma-separated scenarios (s1..s4)")
+    parser.add_argument("--only", default="s1,s2,s3,s4", help="comma-separated scenarios (s1..s5)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--share-cores", action="store_true", help="the contender may use the emulator's core too"
+    )
     return parser.parse_args(argv)
 
 
@@ -42,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "ours-10k":
         args.only = "s1"  # a single S1 step; the other scenarios have no such size
     command = "python -m bench.runner " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.share_cores:
+        share_cores()
     # Everything this process starts (Redis, workers, the seed client) inherits the contender's core;
     # each emulator pins itself to its own.
     os.sched_setaffinity(0, contender_cores())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import contenders
-from bench.common import say, write_result
+from bench.common import SHARING, say, write_result
 
 PROFILE = {"seed": 11, "run_duration": {"kind": "uniform", "min": 5.0, "max": 60.0}, "poll_after_ms": 1000}
 """The S1 emulator profile: runs of 5-60 s, the API's default poll hint of 1 s."""
@@ -106,7 +106,8 @@ def main(mode: str, out: Path, command: str) -> dict[str, Any]:
             "profile": profile,
             "clock": "time.time() of the emulator process (same host clock as the contenders)",
         },
-        "pinning": "emulator on core 0; Redis, the contender's processes and the bench's reader on core 1",
+        "pinning": "emulator on core 0; Redis, the contender's processes and the bench's reader on "
+        + ("both cores (sharing the emulator's)" if SHARING["cores"] else "core 1"),
         "policy_defaults": {
             "AJ_POLL_FIRST": 1.0,
             "AJ_POLL_FACTOR": 1.5,

@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,13 +40,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key)
+    rows = supervise_all(
+        args.runs, args.threads, lambda i: supervise(client, args.assistant, i), "seed pattern"
+    )
+    with open(args.out, "w") as out:
+        json.dump(rows, out)
+
+
+def supervise_all(
+    count: int, threads: int, one: Callable[[int], dict[str, Any]], label: str
+) -> dict[str, Any]:
+    """``one(i)`` for ``i`` in ``range(count)`` on a pool of ``threads`` threads, with a progress line every
+    5 s; ``{"runs": what each returned, "errors": the first 20 errors, "error_count": how many}``."""
     done: list[dict[str, Any]] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    def one(index: int) -> None:
+    def guarded(index: int) -> None:
         try:
-            row = supervise(client, args.assistant, index)
+            row = one(index)
         except Exception as exc:  # a lost run is a result here, not a crash of the bench
             with lock:
                 errors.append(repr(exc))
@@ -53,21 +66,19 @@ def main(argv: list[str] | None = None) -> None:
         with lock:
             done.append(row)
 
-    began = time.monotonic()
-    last = began
-    with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        futures = [pool.submit(one, i) for i in range(args.runs)]
+    began = last = time.monotonic()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(guarded, i) for i in range(count)]
         while not all(f.done() for f in futures):
             time.sleep(0.5)
             if time.monotonic() - last >= 5:
                 last = time.monotonic()
                 print(
-                    f"[bench] seed pattern: {len(done):,}/{args.runs:,} done, {last - began:5.1f} s",
+                    f"[bench] {label}: {len(done):,}/{count:,} done, {last - began:5.1f} s",
                     file=sys.stderr,
                     flush=True,
                 )
-    with open(args.out, "w") as out:
-        json.dump({"runs": done, "errors": errors[:20], "error_count": len(errors)}, out)
+    return {"runs": done, "errors": errors[:20], "error_count": len(errors)}
 
 
 if __name__ == "__main__":

@@ -208,12 +208,31 @@ async def create_files(request: Request) -> Response:
     return json_response({"object": "list", "data": ids})
 
 
+async def get_timeline(request: Request) -> Response:
+    """GET /_emulator/timeline: the traced routes' arrivals and 429s (see `Counters.timeline`)."""
+    counters: Counters = request.app.state.counters
+    return json_response(counters.timeline())
+
+
+async def put_timeline(request: Request) -> Response:
+    """PUT /_emulator/timeline with {"routes": ["POST /v1/responses", ...]}: trace those routes from now on
+    (an empty list stops tracing)."""
+    routes = (await read_json(request, allow_empty=False)).get("routes")
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        raise bad_request("Expected {'routes': ['METHOD /v1/template', ...]}.")
+    counters: Counters = request.app.state.counters
+    counters.trace(routes)
+    return json_response(counters.timeline())
+
+
 ROUTES = [
     Route(f"{PREFIX}/health", health, methods=["GET"]),
     Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
     Route(f"{PREFIX}/faults", set_faults, methods=["POST", "PUT"]),
     Route(f"{PREFIX}/faults", clear_faults, methods=["DELETE"]),
     Route(f"{PREFIX}/counters", get_counters, methods=["GET"]),
+    Route(f"{PREFIX}/timeline", get_timeline, methods=["GET"]),
+    Route(f"{PREFIX}/timeline", put_timeline, methods=["PUT"]),
     Route(f"{PREFIX}/reset", reset, methods=["POST"]),
     Route(f"{PREFIX}/profile", get_profile, methods=["GET"]),
     Route(f"{PREFIX}/profile", put_profile, methods=["PUT", "PATCH"]),

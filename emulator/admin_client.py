@@ -42,6 +42,15 @@ class EmulatorAdmin:
         result: dict[str, Any] = self._call("GET", "/counters")
         return result
 
+    def trace(self, routes: list[str]) -> None:
+        """Keep the timeline of `routes` ("POST /v1/responses"...) from now on, afresh."""
+        self._call("PUT", "/timeline", {"routes": routes})
+
+    def timeline(self) -> dict[str, Any]:
+        """The traced routes' arrivals ``[t, route]`` and 429s ``[answered at, route, wait until]``."""
+        result: dict[str, Any] = self._call("GET", "/timeline")
+        return result
+
     def reset_counters(self) -> None:
         """Zero the counters."""
         self._call("POST", "/reset")

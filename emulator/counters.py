@@ -42,6 +42,10 @@ def route_template(path: str) -> str:
     return "/".join(parts)
 
 
+_RETRIEVES = frozenset({"GET /v1/responses/{response_id}", "GET /v1/threads/{thread_id}/runs/{run_id}"})
+"""Retrieves counted per object (`retrieves_per_object`: response or run id -> retrieves), so a benchmark
+can tell the requests each job cost."""
+
 WEBHOOK_COUNTERS = {
     "deliveries": "deliveries planned: one per event and URL, plus the second copy of a duplicated one",
     "attempted": "POSTs made, first attempts and retries",
@@ -76,11 +80,38 @@ class Counters:
         self.retry_after: dict[str, float] = {}
         self.webhook_events: Counter[str] = Counter()
         self.webhooks: Counter[str] = Counter({name: 0 for name in WEBHOOK_COUNTERS})
+        self.retrieves: Counter[str] = Counter()
+        self.traced: set[str] = set()
+        self.arrivals: list[tuple[float, str]] = []
+        self.refusals: list[tuple[float, str, float]] = []
+
+    def trace(self, routes: list[str]) -> None:
+        """Keep the timeline of the routes ("METHOD template") in `routes` from now on, afresh: when each
+        request arrived and when each 429 was answered and until when it asked to wait (`timeline`)."""
+        self.traced = set(routes)
+        self.arrivals, self.refusals = [], []
+
+    def timeline(self) -> dict[str, Any]:
+        """The traced routes' requests (arrival time, route) and 429s (answer time, route, wait until)."""
+        return {
+            "routes": sorted(self.traced),
+            "arrivals": [list(row) for row in self.arrivals],
+            "refusals": [list(row) for row in self.refusals],
+        }
+
+    def refused(self, key: str, at: float, until: float) -> None:
+        """Note a 429 answered on `key` at `at` that asked to wait until `until` (on the timeline)."""
+        if key in self.traced:
+            self.refusals.append((at, key, until))
 
     def request(self, key: str, concrete: str, now: float) -> None:
         """Count one request to `key` ("METHOD template"); `concrete` identifies the request for early retries
         ("METHOD path", plus a digest of the body when it has one)."""
         self.requests[key] += 1
+        if key in self.traced:
+            self.arrivals.append((now, key))
+        if key in _RETRIEVES:
+            self.retrieves[concrete.rsplit("/", 1)[1]] += 1
         deadline = self.retry_after.get(concrete)
         if deadline is not None:
             if now < deadline:
@@ -120,5 +151,6 @@ class Counters:
             "uploads_per_filename": dict(self.uploads),
             "early_retries": self.early_retries,
             "early_retries_per_route": dict(self.early_retry_routes),
+            "retrieves_per_object": dict(self.retrieves),
             "webhooks": {"events": dict(self.webhook_events), **self.webhooks},
         }

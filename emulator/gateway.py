@@ -173,7 +173,7 @@ class Gateway:
         answer = answering_send(send, counters, key, limits, drop_after=fault == "drop_after")
         if self.faults.faults.latency_ms > 0 and self.faults.faults.applies(method, path, template):
             await asyncio.sleep(self.faults.faults.latency_ms / 1000)
-        if fault is not None and await self._inject(fault, concrete, send, answer):
+        if fault is not None and await self._inject(fault, key, concrete, send, answer):
             return
         if method == "GET" and template == "/v1/threads/{thread_id}/runs/{run_id}":
             await self._retrieve_run(path, answer)
@@ -190,7 +190,7 @@ class Gateway:
         tokens = estimated_tokens(body, _content_type(scope))
         return self.limits.charge(now, tokens, profile.ratelimit_requests, profile.ratelimit_tokens)
 
-    async def _inject(self, fault: str, concrete: str, send: Send, answer: Send) -> bool:
+    async def _inject(self, fault: str, key: str, concrete: str, send: Send, answer: Send) -> bool:
         """Serve the fault; True when the request ends here (a stall, or a drop after the request took
         effect, goes on to be served: `answer` then drops the answer)."""
         counters = self.counters
@@ -198,7 +198,9 @@ class Gateway:
         settings = self.faults.faults
         if fault == "429":
             wait = settings.retry_after_s
-            counters.gave_retry_after(concrete, time.time() + wait)
+            now = time.time()
+            counters.gave_retry_after(concrete, now + wait)
+            counters.refused(key, now, now + wait)
             body = error_body(
                 "Rate limit reached for requests. Please try again later.",
                 "requests",

@@ -9,7 +9,8 @@ import openai
 
 from schemas.job import JobRecord, ToolCall
 from schemas.requests import RunRequest
-from tasks.backends import Save, Snapshot, usage_of
+from tasks.backends import Snapshot, usage_of
+from worker.async_api import AsyncApi
 
 JOB_METADATA_KEY = "aj_job_id"
 """Run metadata key carrying our job id, so a retried start finds the run it created."""
@@ -67,40 +68,41 @@ class AssistantsBackend:
         """The given thread, or the one this job created."""
         return request.thread_id or remote.get("thread_id")
 
-    def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
+    async def prepare(self, api: AsyncApi, record: JobRecord, request: RunRequest) -> dict[str, Any]:
+        """Create the thread when none was given."""
+        if request.thread_id or record.remote.get("thread_id"):
+            return {}
+        thread = await api.post("/threads", {"metadata": {JOB_METADATA_KEY: record.id}})
+        return {"thread_id": thread["id"], "thread_created": True}
+
+    async def create(
+        self, api: AsyncApi, record: JobRecord, request: RunRequest, maybe_created: bool
     ) -> dict[str, Any]:
-        """Create the thread when none was given, then the run with the request's messages and overrides.
+        """Create the run with the request's messages and overrides.
 
         A retry finds the run carrying this job id in its metadata instead of creating another.
         """
-        api = beta(client)
-        thread_id = request.thread_id or record.remote.get("thread_id")
-        if thread_id is None:
-            thread = api.threads.create(metadata={JOB_METADATA_KEY: record.id})
-            thread_id = thread.id
-            save({"thread_id": thread_id, "thread_created": True})
+        thread_id = str(request.thread_id or record.remote["thread_id"])
         # Only when an earlier create's outcome is unknown (its worker died, its connection dropped)
         # can a run of this job exist already.
-        existing = self._find_run(api, thread_id, record.id) if maybe_created else None
+        existing = await self._find_run(api, thread_id, record.id) if maybe_created else None
         if existing:
             return {"thread_id": thread_id, "run_id": existing}
-        params = {f: getattr(request, f) for f in _RUN_FIELDS if getattr(request, f, None) is not None}
-        run = api.threads.runs.create(
-            thread_id,
-            assistant_id=request.assistant_id,
-            additional_messages=_messages(request) or None,
-            metadata={**(request.metadata or {}), JOB_METADATA_KEY: record.id},
-            **params,
-        )
-        return {"thread_id": thread_id, "run_id": run.id}
+        body = request.model_dump(mode="json", include=set(_RUN_FIELDS), exclude_none=True)
+        body["assistant_id"] = request.assistant_id
+        body["metadata"] = {**(request.metadata or {}), JOB_METADATA_KEY: record.id}
+        if request.messages:
+            body["additional_messages"] = _messages(request)
+        run = await api.post(f"/threads/{thread_id}/runs", body)
+        return {"thread_id": thread_id, "run_id": run["id"]}
 
     @staticmethod
-    def _find_run(api: Any, thread_id: str, job_id: str) -> str | None:
+    async def _find_run(api: AsyncApi, thread_id: str, job_id: str) -> str | None:
         # One page is enough: our run, if any, is among the thread's newest (the thread was ours to hold).
-        for run in api.threads.runs.list(thread_id, limit=20, order="desc").data:
-            if (run.metadata or {}).get(JOB_METADATA_KEY) == job_id:
-                return str(run.id)
+        page = await api.get(f"/threads/{thread_id}/runs", {"limit": "20", "order": "desc"})
+        for run in page.get("data") or []:
+            if (run.get("metadata") or {}).get(JOB_METADATA_KEY) == job_id:
+                return str(run["id"])
         return None
 
     def poll_path(self, remote: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ result is, how to send tool outputs and how to cancel.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import openai
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from schemas.job import JobRecord, ToolCall, Usage
 from schemas.requests import RunRequest
+from worker.async_api import AsyncApi
 
 ACTIVE = frozenset({"queued", "in_progress", "cancelling"})
 """Remote statuses that mean: keep polling."""
@@ -35,10 +35,6 @@ class Snapshot(BaseModel):
     """Responses only: the output items (the result is read from them, no second request)."""
 
 
-Save = Callable[[dict[str, Any]], None]
-"""Persist remote ids on the job as soon as they exist, so a retried start reuses them."""
-
-
 class Backend(Protocol):
     """One way of running a model turn."""
 
@@ -52,11 +48,16 @@ class Backend(Protocol):
         """The thread or conversation this job must hold while its run is active, when known."""
         ...
 
-    def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
+    async def prepare(self, api: AsyncApi, record: JobRecord, request: RunRequest) -> dict[str, Any]:
+        """Create what the run needs first, when neither the request nor an earlier attempt has it (a
+        thread or conversation); the remote ids to record before the run is created ({} for none)."""
+        ...
+
+    async def create(
+        self, api: AsyncApi, record: JobRecord, request: RunRequest, maybe_created: bool
     ) -> dict[str, Any]:
-        """Create the remote run (first looking for the one an earlier attempt may have made, when
-        ``maybe_created``); returns the remote ids to record."""
+        """Create the remote run on what `prepare` recorded (first looking for the one an earlier attempt
+        may have made, when ``maybe_created`` and the API can tell); returns the remote ids to record."""
         ...
 
     def poll_path(self, remote: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from schemas.job import JobError
 from tasks.steps import Services, internal_error
 from tasks.tools import Tools
+from worker.async_api import api_loop
 from worker.connections import store
 from worker.dispatch import Dispatcher, job_ids_of
 from worker.flower import describe_ends
@@ -140,6 +141,7 @@ def services() -> Services:
         settings=settings,
         store=st,
         client=openai_client(),
+        api=api_loop(),
         dispatcher=Dispatcher(st.schedule, publish, settings.outbox_grace),
         tools=Tools.from_modules(settings.tool_modules),
     )

@@ -9,7 +9,8 @@ import openai
 from schemas.job import JobRecord, JobStatus, ToolCall
 from schemas.requests import RESPONSES_OWN_FIELDS, RunRequest
 from tasks.assistants import JOB_METADATA_KEY
-from tasks.backends import Save, Snapshot, usage_of
+from tasks.backends import Snapshot, usage_of
+from worker.async_api import AsyncApi
 
 # Create parameters the request carries under their own name, copied when set (metadata and the
 # history are set apart, the rest comes through `response_options`).
@@ -52,11 +53,17 @@ class ResponsesBackend:
         """The given conversation, or the one this job created."""
         return request.conversation_id or remote.get("conversation_id")
 
-    def start(
-        self, client: openai.OpenAI, record: JobRecord, request: RunRequest, save: Save, maybe_created: bool
+    async def prepare(self, api: AsyncApi, record: JobRecord, request: RunRequest) -> dict[str, Any]:
+        """Create the conversation when none was given (and no previous response is named)."""
+        if request.conversation_id or record.remote.get("conversation_id") or request.previous_response_id:
+            return {}
+        conversation = await api.post("/conversations", {"metadata": {JOB_METADATA_KEY: record.id}})
+        return {"conversation_id": conversation["id"], "conversation_created": True}
+
+    async def create(
+        self, api: AsyncApi, record: JobRecord, request: RunRequest, maybe_created: bool
     ) -> dict[str, Any]:
-        """Create the conversation when none was given (and no previous response is named), then the
-        background response with the request's messages as input.
+        """Create the background response with the request's messages as input.
 
         The Responses API has no way to look a response up by its metadata, so a start killed inside
         the create call can leave one orphan response behind; the job itself still ends once.
@@ -64,15 +71,10 @@ class ResponsesBackend:
         remote = dict(record.remote)
         if request.conversation_id:
             remote["conversation_id"] = request.conversation_id
-        elif not remote.get("conversation_id") and not request.previous_response_id:
-            conversation = client.conversations.create(metadata={JOB_METADATA_KEY: record.id})
-            remote["conversation_id"] = conversation.id
-            save({"conversation_id": conversation.id, "conversation_created": True})
-        items: Any = [{"type": "message", "role": m.role, "content": m.content} for m in request.messages]
-        response = client.responses.create(
-            input=items, **_history(request, remote), **_params(request, record.id)
-        )
-        return {"conversation_id": remote.get("conversation_id"), "response_id": response.id, "rounds": 1}
+        items = [{"type": "message", "role": m.role, "content": m.content} for m in request.messages]
+        body = {"input": items, **_history(request, remote), **_params(request, record.id)}
+        response = await api.post("/responses", body)
+        return {"conversation_id": remote.get("conversation_id"), "response_id": response["id"], "rounds": 1}
 
     def poll_path(self, remote: dict[str, Any]) -> str:
         """``/responses/{id}`` of the latest response."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import openai
@@ -66,11 +66,24 @@ def watched(svc: Services, backend: Backend) -> bool:
 def first_poll(svc: Services, record: JobRecord, backend: Backend) -> float:
     """When to poll a run just created: soon, or, when webhooks watch it, after the safety period (at once
     if its webhook already came, overtaking the create's answer)."""
-    if not watched(svc, backend):
-        return svc.settings.poll_first
-    keep = max((record.deadline_at or time.time()) - time.time(), 0.0) + svc.settings.result_ttl
-    early = svc.store.wakeups.track(str(record.remote["response_id"]), record.id, keep)
-    return 0.0 if early else svc.settings.webhook_safety_poll
+    return first_polls(svc, [(record, backend)])[0]
+
+
+def first_polls(svc: Services, created: Sequence[tuple[JobRecord, Backend]]) -> list[float]:
+    """`first_poll` of many runs just created, their responses tracked for webhooks in one round trip."""
+    delays = [svc.settings.poll_first] * len(created)
+    now = time.time()
+    tracked = [
+        (i, (str(record.remote["response_id"]), record.id, max((record.deadline_at or now) - now, 0.0)))
+        for i, (record, backend) in enumerate(created)
+        if watched(svc, backend)
+    ]
+    if tracked:
+        keep = svc.settings.result_ttl
+        early = svc.store.wakeups.track_many([(resp, job, left + keep) for _, (resp, job, left) in tracked])
+        for (i, _), came in zip(tracked, early, strict=True):
+            delays[i] = 0.0 if came else svc.settings.webhook_safety_poll
+    return delays
 
 
 def failer(svc: Services, job_id: str) -> Callable[[JobError], None]:
@@ -85,13 +98,17 @@ def fail(svc: Services, job_id: str, error: JobError) -> None:
 
 def poll_soon(svc: Services, record: JobRecord, backend: Backend, delay: float, **extra: Any) -> None:
     """Give the job a poll of its run ``delay`` seconds from now (``extra``: `RunPoll` fields)."""
-    entry = RunPoll(
+    svc.store.schedule.put(record.id, poll_entry(svc, record, backend, **extra), delay)
+
+
+def poll_entry(svc: Services, record: JobRecord, backend: Backend, **extra: Any) -> RunPoll:
+    """The schedule entry of a poll of the job's run (``extra``: `RunPoll` fields)."""
+    return RunPoll(
         path=backend.poll_path(record.remote),
         deadline=record.deadline_at,
         safety=watched(svc, backend),
         **extra,
     )
-    svc.store.schedule.put(record.id, entry, delay)
 
 
 def request_cancel(svc: Services, job_id: str, reason: str) -> None:

@@ -3,13 +3,17 @@ run under the job's step lease, schedule the first poll; and create again a resp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import openai
 
-from schemas.job import IllegalTransition, JobError, JobRecord, JobStatus
+from schemas.job import JobError, JobRecord, JobStatus
 from schemas.requests import RunRequest, RunStrategy
 from tasks.backends import Backend
 from tasks.run_flow import (
@@ -18,7 +22,9 @@ from tasks.run_flow import (
     fail,
     failer,
     first_poll,
+    first_polls,
     has_remote,
+    poll_entry,
     poll_soon,
     release,
     request_cancel,
@@ -33,6 +39,7 @@ from tasks.steps import (
     retry_or_fail,
 )
 from worker import constants as c
+from worker.async_api import AsyncApi
 from worker.backoff import compute_delay
 from worker.polls import TaskDue
 from worker.store.threads import Turn
@@ -40,12 +47,58 @@ from worker.store.threads import Turn
 log = logging.getLogger(__name__)
 
 
-def start(svc: Services, job_id: str) -> None:
-    """Take the job's thread (or wait, fail or interrupt per its strategy), create its remote run
-    and schedule the first poll. Safe to run again at any point, and twice at once: the create is done
-    under the job's step lease, so a duplicate message never creates a second run."""
-    record = svc.store.jobs.get(job_id)
-    if record is None or record.status.ended:
+@dataclass
+class Starting:
+    """A job of a group being started: its record as last written, its request and backend."""
+
+    record: JobRecord
+    request: RunRequest
+    backend: Backend
+    maybe_created: bool = False
+    """An earlier attempt began a create and never learnt its outcome: the run may exist."""
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.record.id
+
+
+Guard = Callable[[str, Callable[[], None]], None]
+"""``guard(job_id, step)`` runs one job's step so that an unexpected error ends that job alone
+(`tasks.base.each_job`)."""
+
+
+def start_many(svc: Services, job_ids: Sequence[str], guard: Guard) -> None:
+    """Start run jobs as one group: take each one's thread (or wait, fail or interrupt per its strategy),
+    create the remote runs with up to `Settings.start_concurrency` API calls in flight at once, schedule
+    the first polls. Safe to run again at any point, and twice at once: each create is done under the
+    job's step lease, so a duplicate message never creates a second run.
+
+    The Redis work of the group is folded: the records are read in one round trip, the leases taken in
+    one, and each step's writes (the start, the ids of created conversations or threads, the run ids and
+    first polls) sent together, a handful of round trips for the whole group rather than a dozen a job."""
+    ready: list[Starting] = []
+    for record in svc.store.jobs.get_many(job_ids):
+        if record is not None:
+            guard(record.id, partial(_admit, svc, record, ready))
+    if not ready:
+        return
+    tokens = svc.store.leases.take([s.id for s in ready], svc.settings.task_time_limit)
+    for s in ready:
+        if s.id not in tokens:
+            after_lease(svc, s.id, task_name(c.TASK_START), [[s.id]])
+    try:
+        group = _begin_all(svc, [s for s in ready if s.id in tokens], guard)
+        group = _prepare_all(svc, group, guard)
+        _create_all(svc, group, guard)
+    finally:
+        svc.store.leases.give_back(tokens)
+
+
+def _admit(svc: Services, record: JobRecord, ready: list[Starting]) -> None:
+    """What a start decides before the create: nothing to do (ended, or created already), past its
+    deadline, waiting for its thread; else the job joins ``ready``."""
+    if record.status.ended:
         return
     request = request_of(record)
     backend = backend_of(request)
@@ -53,40 +106,134 @@ def start(svc: Services, job_id: str) -> None:
         _ensure_polled(svc, record, backend)
         return
     if record.deadline_at and time.time() > record.deadline_at:
-        end(svc, job_id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"))
+        end(svc, record.id, JobStatus.TIMED_OUT, error=deadline_error("its remote run was"))
         return
     if not _take_thread(svc, record, request, backend):
         return
     svc.store.inventory.record_used(dict(request))  # a given thread or conversation, for the clean-up
-    with svc.store.leases.hold(job_id, svc.settings.task_time_limit) as mine:
-        if mine:
-            _create_under_lease(svc, job_id, request, backend)
-            return
-    after_lease(svc, job_id, task_name(c.TASK_START), [[job_id]])
+    ready.append(Starting(record, request, backend))
 
 
-def _create_under_lease(svc: Services, job_id: str, request: RunRequest, backend: Backend) -> None:
-    record = svc.store.jobs.require(job_id)  # read again: another holder may have created it meanwhile
-    if record.status.ended or has_remote(record):
-        return
-    # An earlier attempt that began a create and never learnt its outcome may have made the run.
-    maybe_created = bool(record.remote.get("creating")) or record.attempts > 0
-    try:
-        record = svc.store.jobs.update(job_id, _begin)
-    except IllegalTransition:  # cancelled while it waited
-        release(svc, record)
-        return
-    _create_remote(svc, record, request, backend, maybe_created)
+def _begin_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
+    """Mark the group's jobs running, each with one more attempt and "creating" set until its create is
+    known to have happened or not (so a later attempt knows to look); those another holder created
+    meanwhile, or that ended while they waited, drop out (an ended one frees its thread)."""
+    maybe: dict[str, bool] = {}
+
+    def begin(record: JobRecord) -> JobRecord | None:
+        if record.status.ended or has_remote(record):
+            return None
+        # An earlier attempt that began a create and never learnt its outcome may have made the run.
+        maybe[record.id] = bool(record.remote.get("creating")) or record.attempts > 0
+        record.status = JobStatus.RUNNING
+        record.attempts += 1
+        record.remote["creating"] = True
+        return record
+
+    updated = svc.store.jobs.update_many({s.id: begin for s in group})
+    begun = []
+    for s in group:
+        record = updated.records.get(s.id)
+        if record is None:
+            guard(s.id, partial(_raise, updated.errors[s.id]))
+        elif record.status.ended:
+            release(svc, record)
+        elif not has_remote(record):
+            begun.append(Starting(record, s.request, s.backend, maybe[s.id]))
+    return begun
 
 
-def _begin(record: JobRecord) -> JobRecord | None:
-    if record.status.ended:
-        raise IllegalTransition(record.id, record.status, JobStatus.RUNNING)
-    record.status = JobStatus.RUNNING
-    record.attempts += 1
-    # Set until the create is known to have happened, or not, so a later attempt knows to look.
-    record.remote["creating"] = True
-    return record
+def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
+    """Create the threads or conversations the group's runs need (at once) and record their ids before
+    any run is created there, so a retried start reuses them; the jobs still to create."""
+    outcomes = _each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
+    created = {s.id: got for s, got in zip(group, outcomes, strict=True) if isinstance(got, dict) and got}
+    saved = _save_remote(svc, created) if created else {}
+    if created:
+        svc.store.inventory.record_created_many(created.values())
+        # A thread this job created: hold it, so later jobs on it queue behind this one.
+        held = [
+            (str(ids.get("thread_id") or ids.get("conversation_id")), s.id)
+            for s in group
+            if (ids := created.get(s.id)) and s.backend.lock_key(s.request, {}) is None
+        ]
+        svc.store.threads.acquire_many(held, RunStrategy.ENQUEUE.value)
+    ready = []
+    for s, got in zip(group, outcomes, strict=True):
+        if isinstance(got, BaseException):
+            guard(s.id, partial(_create_failed, svc, s, got))
+        elif s.id in saved:
+            ready.append(Starting(saved[s.id], s.request, s.backend, s.maybe_created))
+        elif s.id in created:
+            guard(s.id, partial(_raise, _unrecorded(s.id)))
+        else:
+            ready.append(s)
+    return ready
+
+
+def _create_all(svc: Services, group: list[Starting], guard: Guard) -> None:
+    """Create the group's runs (at once), record their ids and schedule their first polls."""
+    outcomes = _each_async(
+        svc, group, lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created)
+    )
+    pairs = zip(group, outcomes, strict=True)
+    created = {s.id: {**got, "creating": False} for s, got in pairs if isinstance(got, dict)}
+    saved = _save_remote(svc, created, retries=0) if created else {}
+    polled = [(saved[s.id], s.backend) for s in group if s.id in saved]
+    delays = first_polls(svc, polled)
+    svc.store.schedule.put_many(
+        (record.id, poll_entry(svc, record, backend), delay)
+        for (record, backend), delay in zip(polled, delays, strict=True)
+    )
+    for s, got in zip(group, outcomes, strict=True):
+        if isinstance(got, BaseException):
+            guard(s.id, partial(_create_failed, svc, s, got))
+        elif s.id not in saved:
+            guard(s.id, partial(_raise, _unrecorded(s.id)))
+        elif saved[s.id].cancel_requested:
+            svc.send(task_name(c.TASK_CANCEL), [s.id, "requested"])
+
+
+def _save_remote(svc: Services, ids: dict[str, dict[str, Any]], **fields: Any) -> dict[str, JobRecord]:
+    """Record remote ids (and ``fields``) on their jobs, folded; the records written."""
+
+    def merged(updates: dict[str, Any]) -> Callable[[JobRecord], JobRecord]:
+        return lambda r: r.model_copy(update={"remote": {**r.remote, **updates}, **fields})
+
+    return svc.store.jobs.update_many({job_id: merged(u) for job_id, u in ids.items()}).records
+
+
+def _each_async(
+    svc: Services, group: list[Starting], call: Callable[[AsyncApi, Starting], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any] | BaseException]:
+    """``call`` for each job of the group, all in flight at once on the lean API path; each one's answer
+    or the exception it raised."""
+    if not group:
+        return []
+
+    async def all_of(api: AsyncApi) -> list[dict[str, Any] | BaseException]:
+        return await asyncio.gather(*(call(api, s) for s in group), return_exceptions=True)
+
+    return svc.api.run(all_of)
+
+
+def _create_failed(svc: Services, s: Starting, exc: BaseException) -> None:
+    """A create (or what it needed first) failed: an API error goes the way every start's does (retried
+    later, waited out or failed with its code); anything else is this job's alone (see `Guard`)."""
+    if not isinstance(exc, openai.OpenAIError):
+        raise exc
+    if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
+        _save_remote(svc, {s.id: {"creating": False}})
+    _start_failed(svc, svc.store.jobs.require(s.id), exc)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _unrecorded(job_id: str) -> RuntimeError:
+    """Why a job of a group stops: what was created for it could not be recorded on its record."""
+    return RuntimeError(f"job {job_id}: the ids of what was created for it could not be recorded")
 
 
 def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend: Backend) -> bool:
@@ -110,35 +257,6 @@ def _take_thread(svc: Services, record: JobRecord, request: RunRequest, backend:
     if request.strategy == RunStrategy.INTERRUPT:
         request_cancel(svc, got.other, reason="interrupted")
     return False  # the holder's release starts this job; until then the thread's queue holds it
-
-
-def _create_remote(
-    svc: Services, record: JobRecord, request: RunRequest, backend: Backend, maybe_created: bool
-) -> None:
-    job_id = record.id
-
-    def save(updates: dict[str, Any]) -> None:
-        svc.store.jobs.update(job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **updates}}))
-        svc.store.inventory.record_created(updates)  # a thread or conversation created here
-        thread = updates.get("thread_id") or updates.get("conversation_id")
-        if thread and backend.lock_key(request, {}) is None:
-            # A thread this job created: hold it, so later jobs on it queue behind this one.
-            svc.store.threads.acquire(thread, job_id, RunStrategy.ENQUEUE.value)
-
-    try:
-        remote = backend.start(svc.client, record, request, save, maybe_created)
-    except openai.OpenAIError as exc:
-        if isinstance(exc, openai.APIStatusError):  # the server answered: nothing was created
-            save({"creating": False})
-        _start_failed(svc, svc.store.jobs.require(job_id), exc)
-        return
-    remote["creating"] = False
-    record = svc.store.jobs.update(
-        job_id, lambda r: r.model_copy(update={"remote": {**r.remote, **remote}, "retries": 0})
-    )
-    poll_soon(svc, record, backend, first_poll(svc, record, backend))
-    if record.cancel_requested:
-        svc.send(task_name(c.TASK_CANCEL), [job_id, "requested"])
 
 
 def _start_failed(svc: Services, record: JobRecord, exc: openai.OpenAIError) -> None:
@@ -189,12 +307,10 @@ def requeue(svc: Services, job_id: str) -> None:
             error = JobError(code="stuck_queued", message=message)
             fail(svc, job_id, error)
             return
-        fresh = dict(record.remote)
-        fresh.pop("response_id")
+        remote = {k: v for k, v in record.remote.items() if k != "response_id"}
+        fresh = record.model_copy(update={"remote": remote})
         try:
-            remote = backend.start(
-                svc.client, record.model_copy(update={"remote": fresh}), request, lambda _: None, False
-            )
+            remote = svc.api.run(lambda api: backend.create(api, fresh, request, False))
         except openai.OpenAIError as exc:
             retry_or_fail(svc, record, exc, task_name(c.TASK_REQUEUE), [job_id], failer(svc, job_id))
             return

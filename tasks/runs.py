@@ -4,6 +4,7 @@ and `tasks.run_flow`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -27,16 +28,23 @@ class RunTask(JobTask):
 
 @shared_task(name=c.TASK_START.format(kind=KIND), base=RunTask)
 def start(job_ids: list[str]) -> None:
-    """Start run jobs (a list, so `submit_many` sends few messages). Past `START_SLICE_S` the rest goes
-    on in a new message, behind any finishes waiting on `runs.active`: a burst of starts never keeps a
+    """Start run jobs (a list, so `submit_many` sends few messages), in groups of
+    `Settings.start_concurrency` started at once. Past `START_SLICE_S` the rest goes on in a new message,
+    behind any finishes waiting on `runs.active`: a burst of starts never keeps a
     pool process from learning of an end for long, and a slow API never cuts a chunk off half-way."""
     svc = services()
     until = time.monotonic() + min(c.START_SLICE_S, svc.settings.task_soft_time_limit * 0.5)
-    for index, job_id in enumerate(job_ids):
+    size = svc.settings.start_concurrency
+    for index in range(0, len(job_ids), size):
         if index and time.monotonic() > until:
             svc.send(c.TASK_START.format(kind=KIND), [job_ids[index:]])
             return
-        each_job(svc, [job_id], lambda j: run_start.start(svc, j), run_flow.fail)
+        run_start.start_many(svc, job_ids[index : index + size], lambda j, step: guard(svc, j, step))
+
+
+def guard(svc: Services, job_id: str, step: Callable[[], None]) -> None:
+    """Run one job's step of a group; an unexpected error ends that job alone (see `each_job`)."""
+    each_job(svc, [job_id], lambda _: step(), run_flow.fail)
 
 
 @shared_task(name=c.TASK_FINISH.format(kind=KIND), base=RunTask)

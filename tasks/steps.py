@@ -11,6 +11,7 @@ import openai
 
 from schemas.job import JobError, JobRecord, JobStatus
 from tasks.tools import Tools
+from worker.async_api import ApiLoop
 from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.dispatch import Dispatcher
 from worker.errors import classify, rate_limit_wait_of, retry_after_of
@@ -26,6 +27,9 @@ class Services:
     settings: Settings
     store: Store
     client: openai.OpenAI
+    """The SDK, for every call that is not made by the thousand."""
+    api: ApiLoop
+    """The lean async path (`worker.async_api`), for the calls that are: the starts' creates."""
     dispatcher: Dispatcher
     tools: Tools
 

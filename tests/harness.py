@@ -204,15 +204,20 @@ def _all_ended(store: Store, job_ids: Sequence[str]) -> Callable[[], bool]:
 def reset_process_caches() -> None:
     """Forget the per-process settings, store, client and services, so this test's environment counts."""
     from tasks.base import services
+    from worker.async_api import api_loop
     from worker.connections import store
-    from worker.openai_client import openai_client
+    from worker.openai_client import openai_client, rate_gate
     from worker.settings import get_settings
 
+    if api_loop.cache_info().currsize:
+        api_loop().close()
     if openai_client.cache_info().currsize:
         openai_client().close()
+    if rate_gate.cache_info().currsize:
+        rate_gate().watch.close()
     if store.cache_info().currsize:
         store().redis.close()
-    for cached in (get_settings, store, openai_client, services):
+    for cached in (get_settings, store, openai_client, rate_gate, api_loop, services):
         cached.cache_clear()
 
 

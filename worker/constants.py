@@ -69,9 +69,12 @@ BATCH_SIZE = 2_000
 """File ids per file batch (the API's maximum)."""
 UPLOAD_CONCURRENCY = 8
 """Uploads in flight at once per indexing task."""
-SUBMIT_CHUNK = 20
-"""Job ids per start message from `submit_many`: few messages, yet short tasks, so a finish waiting
+SUBMIT_CHUNK = 100
+"""Job ids per start message from `submit_many`: few messages, each started as one group (see
+`START_CONCURRENCY`); a message that runs past `START_SLICE_S` passes its rest on, so a finish waiting
 for a pool process never waits long behind a start."""
+START_CONCURRENCY = 100
+"""Run starts a pool process drives at once (their creates in flight together)."""
 THREAD_IDLE_S = 7 * 24 * 3600.0
 """Idle seconds before a recorded thread or conversation is cleaned up."""
 STORE_IDLE_S = 7 * 24 * 3600.0

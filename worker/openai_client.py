@@ -42,12 +42,18 @@ def make_openai(
 
 
 @functools.cache
+def rate_gate() -> RateGate:
+    """This process's view of the shared rate gate (one subscription to its announcements)."""
+    from worker.connections import store
+
+    return RateGate(store().gates)
+
+
+@functools.cache
 def openai_client() -> openai.OpenAI:
     """This process's client (one connection pool, reused by every task), behind the shared rate gate
     and counted for the metrics."""
-    from worker.connections import store
-
-    return make_openai(get_settings(), RateGate(store().gates), process_counts())
+    return make_openai(get_settings(), rate_gate(), process_counts())
 
 
 def warm_imports() -> None:

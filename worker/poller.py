@@ -27,10 +27,11 @@ from typing import Any
 
 import aiohttp
 
+from worker.async_api import hot_session
 from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.connections import async_redis_client
-from worker.metrics import ApiCounts, counting_trace, process_counts
-from worker.openai_client import api_base, auth_headers
+from worker.metrics import ApiCounts, process_counts
+from worker.openai_client import api_base
 from worker.polls import BatchPoll, Entry, RunPoll, TaskDue
 from worker.settings import Settings
 from worker.store.schedule import AsyncSchedule, Claim
@@ -151,18 +152,10 @@ class Poller:
         """The loop's connections (Redis, the hot-path HTTP session) for as long as the block runs."""
         s = self.settings
         client = async_redis_client(s)
-        connector = aiohttp.TCPConnector(limit=s.poll_concurrency, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=s.openai_timeout)
-        # Every poll is counted in aj_api_requests_total, as the tasks' SDK requests are.
-        traces = [counting_trace(self.counts or process_counts())]
+        # Every poll is counted in aj_api_requests_total, as the tasks' requests are.
+        counts = self.counts or process_counts()
         try:
-            async with aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                headers=auth_headers(s),
-                raise_for_status=False,
-                trace_configs=traces,
-            ) as http:
+            async with hot_session(s, counts, s.poll_concurrency, s.openai_timeout) as http:
                 yield PollSession(
                     self,
                     PollContext(http, api_base(s), policy_of(s), s),

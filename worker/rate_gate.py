@@ -30,19 +30,25 @@ class RateGate:
         return f"{request.method} {request.url.path}"
 
     def check(self, request: httpx2.Request) -> None:
-        """Refuse to send while the endpoint's Retry-After has not passed."""
-        route = self.route(request)
+        """Refuse to send while the endpoint's Retry-After has not passed (the SDK's request hook)."""
+        self.check_route(self.route(request))
+
+    def record(self, response: httpx2.Response) -> None:
+        """Close the endpoint for everyone when the server asked to wait (the SDK's response hook)."""
+        self.record_status(self.route(response.request), response.status_code, response.headers)
+
+    def check_route(self, route: str) -> None:
+        """Refuse to send to ``route`` (``METHOD /path``) while its Retry-After has not passed."""
         wait = self.watch.until(route) - time.time()
         if wait > 0:
             raise RateGateClosed(route, wait)
 
-    def record(self, response: httpx2.Response) -> None:
-        """Close the endpoint for everyone when the server asked to wait."""
-        if response.status_code not in (429, 503):
+    def record_status(self, route: str, status: int, headers: object) -> None:
+        """Close ``route`` for everyone when an answer of ``status`` with ``headers`` asked to wait."""
+        if status not in (429, 503):
             return
-        wait = retry_after_seconds(response.headers)
+        wait = retry_after_seconds(headers)
         if wait:
             until = time.time() + wait
-            route = self.route(response.request)
             self.watch.closed_here(route, until)
             self.gates.close(route, until, wait)

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     """Seconds a poll loop holds a claimed poll; one whose worker died falls due again after this."""
     poll_concurrency: int = Field(256, ge=1, le=10_000)
     """Remote retrieves in flight at once per worker."""
+    start_concurrency: int = Field(c.START_CONCURRENCY, ge=1, le=1000)
+    """Run starts one pool process drives at once: the jobs of a start message are started in groups of
+    this many, their API creates in flight together and their Redis writes folded into a few round trips
+    per group."""
     poll_kinds: Annotated[list[JobKind], NoDecode, BeforeValidator(_comma_or_json_list)] = Field(
         default_factory=lambda: list(JobKind), min_length=1
     )

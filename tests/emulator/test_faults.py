@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
 import openai
 import pytest
 
+from emulator.admin_client import EmulatorAdmin
 from emulator.faults import FaultInjector, Faults
 from emulator.server import EmulatorHandle
 
@@ -129,3 +131,30 @@ def test_drop_after_keeps_older_faults_on_the_same_requests_under_a_seed() -> No
     # Then the older faults hit the same requests; drop_after only takes some of the unfaulted ones
     assert [f if f != "drop_after" else None for f in new] == old
     assert "drop_after" in new
+
+
+def test_a_traced_route_keeps_when_each_request_arrived_and_each_429_asked_to_wait(
+    client: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    # Given the response creates traced, and every other one answered 429 for 2 s
+    admin = EmulatorAdmin(emulator.base_url)
+    admin.trace(["POST /v1/responses"])
+    emulator.set_faults(rate_429=0.5, retry_after_s=2.0, seed=1, paths=["/v1/responses"])
+    # When creates are sent (and a response is retrieved twice, which is not traced)
+    before = time.time()
+    created = []
+    for _ in range(6):
+        with contextlib.suppress(openai.RateLimitError):
+            created.append(client.with_options(max_retries=0).responses.create(model="gpt-4o", input="hi"))
+    emulator.clear_faults()
+    response = client.responses.create(model="gpt-4o", input="hi", background=True)
+    client.responses.retrieve(response.id)
+    client.responses.retrieve(response.id)
+    # Then the timeline has every create's arrival and every 429 with its wait, all on the traced route
+    timeline = admin.timeline()
+    assert [route for _, route in timeline["arrivals"]] == ["POST /v1/responses"] * 7
+    refusals = timeline["refusals"]
+    assert len(refusals) == 6 - len(created) > 0
+    assert all(before <= at and until == pytest.approx(at + 2.0) for at, _, until in refusals)
+    # And the retrieves are counted per response
+    assert admin.counters()["retrieves_per_object"] == {response.id: 2}

@@ -98,10 +98,11 @@ def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
 
 @pytest.mark.parametrize("backend", ["responses"])  # the slicing is the start task's, not a backend's
 def test_a_start_message_slower_than_its_slice_passes_the_rest_on_and_strands_none(
-    harness: Harness, ask: Ask, emulator: EmulatorHandle
+    make_harness: Callable[..., Harness], ask: Ask, emulator: EmulatorHandle
 ) -> None:
-    # Given creates so slow (two of 0.1 s a job) that one start message's 8 jobs take several of its 0.25 s
-    # slices
+    # Given jobs started one group of one at a time, and creates so slow (two of 0.1 s a job) that one start
+    # message's 8 jobs take several of its 0.25 s slices
+    harness = make_harness(AJ_START_CONCURRENCY="1")
     emulator.set_faults(latency_ms=100, methods=["POST"])
     refs = harness.jobs.submit_many([ask(f"slow {i}") for i in range(8)])
     # When they run

@@ -55,6 +55,7 @@ BAD_VALUES = {
     "AJ_POLL_JITTER": "2",
     "AJ_POLL_LEASE": "0",
     "AJ_POLL_CONCURRENCY": "0",
+    "AJ_START_CONCURRENCY": "0",
     "AJ_RUN_BACKEND": "chat",
     "AJ_MAX_RETRIES": "101",
     "AJ_VISIBILITY_TIMEOUT": "1",

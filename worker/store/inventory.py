@@ -58,6 +58,14 @@ class Inventory:
             self.redis.zadd(kind.key, {object_id: now})
             self.redis.srem(keys.INVENTORY_BORROWED, object_id)
 
+    def record_created_many(self, many: Iterable[Mapping[str, Any]], at: float | None = None) -> None:
+        """`record_created` for the ids of many jobs, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        inventory = Inventory(pipe)  # type: ignore[arg-type]  # the owner queues its own commands
+        for ids in many:
+            inventory.record_created(ids, at)
+        pipe.execute()
+
     def record_used(self, ids: Mapping[str, Any], at: float | None = None) -> None:
         """Record the threads or conversations in ``ids`` as used now; one first seen here is borrowed."""
         now = time.time() if at is None else at

@@ -102,10 +102,16 @@ class Schedule:
 
     def put(self, job_id: str, entry: Entry, due_in: float) -> None:
         """Give ``job_id`` ``entry``, due ``due_in`` seconds from now, whoever held it before."""
+        self.put_many([(job_id, entry, due_in)])
+
+    def put_many(self, entries: Iterable[tuple[str, Entry, float]]) -> None:
+        """`put` for many ``(job id, entry, due in)`` in one round trip (one transaction)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
-        pipe.zadd(poll_key(kind_of(entry)), {job_id: now_ms() + int(due_in * 1000)})
-        pipe.hdel(keys.POLL_SENT, job_id)
+        now = now_ms()
+        for job_id, entry, due_in in entries:
+            pipe.hset(keys.POLL_ENTRIES, job_id, encode(entry))
+            pipe.zadd(poll_key(kind_of(entry)), {job_id: now + int(due_in * 1000)})
+            pipe.hdel(keys.POLL_SENT, job_id)
         pipe.execute()
 
     def remove(self, job_id: str) -> None:

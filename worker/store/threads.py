@@ -9,6 +9,7 @@ which fixes the order jobs on one thread run in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -74,10 +75,16 @@ class ThreadLocks:
 
     def acquire(self, thread: str, job_id: str, mode: str) -> Acquisition:
         """Take ``thread`` for ``job_id`` if it is free and the job is first in line."""
-        turn, other = self._acquire(
-            keys=[*self._keys(thread), *LIVE_INDEXES], args=[job_id, mode, HOLD_TTL_S]
-        )
-        return Acquisition(Turn(text(turn)), text(other))
+        return self.acquire_many([(thread, job_id)], mode)[0]
+
+    def acquire_many(self, pairs: Sequence[tuple[str, str]], mode: str) -> list[Acquisition]:
+        """`acquire` for many ``(thread, job id)`` in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for thread, job_id in pairs:
+            self._acquire(
+                keys=[*self._keys(thread), *LIVE_INDEXES], args=[job_id, mode, HOLD_TTL_S], client=pipe
+            )
+        return [Acquisition(Turn(text(turn)), text(other)) for turn, other in pipe.execute()]
 
     def release(
         self, thread: str, job_id: str, start: TaskDue, task_id: str, grace_s: float

@@ -9,6 +9,7 @@ never a result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 import redis
@@ -46,8 +47,15 @@ class Wakeups:
     def track(self, response_id: str, job_id: str, keep_s: float) -> bool:
         """Remember that ``response_id`` belongs to ``job_id`` for ``keep_s`` seconds; True when a webhook
         about it came already (poll it now)."""
-        keys_ = [keys.RESPONSE_JOB.format(id=response_id), keys.EARLY_EVENT.format(id=response_id)]
-        return bool(self._track(keys=keys_, args=[job_id, max(int(keep_s), 1)]))
+        return self.track_many([(response_id, job_id, keep_s)])[0]
+
+    def track_many(self, items: Sequence[tuple[str, str, float]]) -> list[bool]:
+        """`track` for many ``(response id, job id, keep s)`` in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for response_id, job_id, keep_s in items:
+            keys_ = [keys.RESPONSE_JOB.format(id=response_id), keys.EARLY_EVENT.format(id=response_id)]
+            self._track(keys=keys_, args=[job_id, max(int(keep_s), 1)], client=pipe)
+        return [bool(early) for early in pipe.execute()]
 
     def ended(self, learnt_by: str) -> None:
         """Count a run end learnt by ``learnt_by`` (``webhook`` or ``poll``)."""
