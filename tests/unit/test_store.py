@@ -3,15 +3,18 @@ the outbox at submit, and records that cannot be read."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from schemas.job import IllegalTransition, JobKind, JobRecord, JobStatus
 from worker.polls import RunPoll, TaskDue
 from worker.store import NewJob, Store, new_job_id
+from worker.store.aio import AsyncStore
 
 
 def make_store(client: redis.Redis, ttl: int = 3600) -> Store:
@@ -150,6 +153,33 @@ def test_wait_returns_the_live_record_at_its_timeout(redis_client: redis.Redis) 
     store = make_store(redis_client)
     job_id, _ = submit(store, record())
     assert store.jobs.wait(job_id, 0.2).status == JobStatus.QUEUED
+
+
+def test_a_wait_with_under_a_millisecond_left_returns_instead_of_blocking_for_ever(redis_url: str) -> None:
+    # Given a queued job, and a client that gives up on a reply after 5 s (Redis 6.2 reads a blocking
+    # timeout of 0.001 s as 0, "for ever")
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    store = make_store(client)
+    job_id, _ = submit(store, record())
+    # When it is waited on with less than a millisecond to go, from both clients
+    record_now = store.jobs.wait(job_id, 0.0005)
+
+    async def wait_async() -> JobRecord:
+        astore = AsyncStore.on(
+            aioredis.Redis.from_url(redis_url, socket_timeout=5),
+            result_ttl=3600,
+            idempotency_ttl=60,
+            events_maxlen=1000,
+        )
+        try:
+            return await astore.jobs.wait(job_id, 0.0005)
+        finally:
+            await astore.aclose()
+
+    # Then each wait gives the live record back at once
+    assert record_now.status == JobStatus.QUEUED
+    assert asyncio.run(wait_async()).status == JobStatus.QUEUED
+    client.close()
 
 
 def test_ended_records_expire_and_leave_no_index_entries(redis_client: redis.Redis) -> None:

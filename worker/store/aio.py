@@ -34,6 +34,7 @@ from worker.store.jobs import (
     block_step,
     bury_call,
     newest_entries,
+    next_block,
     parse_events,
     parse_record,
     status_index,
@@ -128,8 +129,7 @@ class AsyncJobStore(JobScripts):
         deadline = None if timeout is None else time.monotonic() + timeout
         step_max = block_step(self.redis.connection_pool.connection_kwargs)
         while True:
-            left = step_max if deadline is None else max(deadline - time.monotonic(), 0.001)
-            moved = await self.redis.blmove(done, done, min(left, step_max), "RIGHT", "LEFT")  # type: ignore[arg-type]
+            moved = await self.redis.blmove(done, done, next_block(deadline, step_max), "RIGHT", "LEFT")  # type: ignore[arg-type]
             if moved is not None:
                 return await self.require(job_id)
             if deadline is not None and time.monotonic() >= deadline:

@@ -374,8 +374,7 @@ class JobStore(JobScripts):
         deadline = None if timeout is None else time.monotonic() + timeout
         step_max = self._block_step()
         while True:
-            left = step_max if deadline is None else max(deadline - time.monotonic(), 0.001)
-            if self.redis.blmove(done, done, min(left, step_max), "RIGHT", "LEFT") is not None:  # type: ignore[arg-type]
+            if self.redis.blmove(done, done, next_block(deadline, step_max), "RIGHT", "LEFT") is not None:  # type: ignore[arg-type]
                 return self.require(job_id)
             if deadline is not None and time.monotonic() >= deadline:
                 return self.require(job_id)
@@ -597,6 +596,19 @@ def bury_call(
         orjson.dumps({"code": error.code}),
     ]
     return record, script_keys, args
+
+
+BLOCK_MIN_S = 0.01
+"""The shortest block a wait asks of Redis. Redis 6.2 truncates a blocking command's timeout to whole
+milliseconds, so 0.001 s could become 0, which means "block for ever": a wait whose deadline fell within a
+millisecond of its last block hung until the socket timeout."""
+
+
+def next_block(deadline: float | None, step_max: float) -> float:
+    """Seconds the next blocking read of a wait asks for: at most ``step_max``, what is left until
+    ``deadline`` (a `time.monotonic` value; None for none), and never under `BLOCK_MIN_S`."""
+    left = step_max if deadline is None else min(deadline - time.monotonic(), step_max)
+    return max(left, BLOCK_MIN_S)
 
 
 def block_step(connection_kwargs: dict[str, Any]) -> float:
