@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -255,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             args=list(argv) if argv is not None else None, prog_name="ajobs", standalone_mode=False
         )
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _exit("interrupted", ExitCode.INTERRUPTED)
+        _interrupted()
     except ConfigurationError as exc:  # a SystemExit: a setting stops the command
         _exit(str(exc), ExitCode.USAGE)
     except click.exceptions.ClickException as exc:
@@ -307,6 +308,16 @@ def _settings() -> Settings | None:
 def _exit(message: str, code: ExitCode) -> NoReturn:
     warn(f"error: {message}")
     sys.exit(code)
+
+
+def _interrupted() -> NoReturn:
+    """Ctrl-C: say so and leave at once. Nothing is closed on the way out (the OS takes the sockets back):
+    an interrupt can land inside a client's bookkeeping, and a close or the interpreter's shutdown could
+    then wait for ever on what it left half done."""
+    warn("error: interrupted")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(ExitCode.INTERRUPTED)
 
 
 def _close() -> None:
