@@ -23,7 +23,7 @@ from schemas.job import JobStatus
 from worker.app import create_app
 from worker.client import Jobs
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(420)
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_the_primary_killed_mid_flight_of_100_jobs_every_job_ends_after_the_fail
         # about 40 s, before it reconfigures a node that came back claiming to be a primary); until then the
         # new primary refuses every write (min-replicas-to-write 1), and the system waits it out
         own.primary.start()
-        wait_for(lambda: _replicates(own), 90, "the old primary to follow the new one")
+        wait_for(lambda: _replicates(own), 150, "the old primary to follow the new one")
         # every job ends, each completed with its answer, each with one run
         wait_for(lambda: not ended(jobs, ids), 180, "every job to end after the failover")
         records = [jobs.get(i) for i in ids]
@@ -182,7 +182,8 @@ def _named_primary(group: SentinelGroup) -> int | None:
 
 def _replicates(group: SentinelGroup) -> bool:
     try:
-        info = redis.Redis(port=group.replica.port, socket_timeout=2).info("replication")
+        with redis.Redis(port=group.replica.port, socket_timeout=2) as client:
+            info = client.info("replication")
     except redis.RedisError:
         return False
     return info.get("role") == "master" and int(info.get("connected_slaves", 0)) >= 1
