@@ -223,11 +223,13 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
 ) -> None:
     # Given `ajobs wait` blocked on a job nobody runs
     ref = jobs.submit({"kind": "cleanup", "dry_run": True})
+    newest = max(int(c["id"]) for c in redis_client.client_list())
     proc = subprocess.Popen([AJOBS, "wait", ref.id], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     try:
-        # (its own BLMOVE, not any blocked client: a signal sent before the child has even exec'd is lost)
-        wait_for(lambda: blocked_in(redis_client, "blmove"), 60, "ajobs wait to block")
+        # (its own BLMOVE, on a connection newer than the test's: a signal sent before the child has even
+        # exec'd is lost, and a client another test left blocked on this Redis is not this one)
+        wait_for(lambda: blocked_in(redis_client, "blmove", after=newest), 60, "ajobs wait to block")
 
         # When it is interrupted
         os.kill(proc.pid, signal.SIGINT)
@@ -242,9 +244,10 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
     assert stderr.strip().splitlines() == ["error: interrupted"]
 
 
-def blocked_in(client: redis.Redis, command: str) -> bool:
-    """Whether a client of this Redis is blocked in ``command`` now."""
-    return any(c.get("cmd") == command for c in client.client_list())
+def blocked_in(client: redis.Redis, command: str, after: int) -> bool:
+    """Whether a client of this Redis that connected after client ``after`` is blocked in ``command`` now
+    (client ids only grow)."""
+    return any(c.get("cmd") == command and int(c["id"]) > after for c in client.client_list())
 
 
 def test_submit_index_uploads_from_here_or_names_remote_paths_absolutely(
