@@ -126,6 +126,26 @@ def harness(make_harness: Callable[..., Harness]) -> Harness:
     return make_harness()
 
 
+def celery_process(
+    tmp_path: Path, role: str, name: str, options: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``celery -A worker.app ROLE`` in a session of its own, logging to ``ROLE-NAME.log`` (its other output
+    in ``ROLE-NAME.out``); the process and its log file."""
+    log = tmp_path / f"{role}-{name}.log"
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.app", role, "--loglevel=INFO", f"--logfile={log}"]
+    with (tmp_path / f"{role}-{name}.out").open("wb") as output:
+        proc = subprocess.Popen(
+            [*cmd, *options],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    log.touch()
+    return proc, log
+
+
 @pytest.fixture
 def worker(
     env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
@@ -140,32 +160,14 @@ def worker(
         ready: bool = True,
     ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
-        log = tmp_path / f"worker-{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel=INFO",
-            # Each test's workers are alone on a fresh Redis: skip the start-up handshakes.
+        # Each test's workers are alone on a fresh Redis: skip the start-up handshakes.
+        options = [
             "--without-mingle",
             "--without-gossip",
             f"--concurrency={concurrency}",
             f"--hostname={name}@%h",
-            f"--logfile={log}",
         ]
-        with (tmp_path / f"worker-{name}.out").open("wb") as output:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env={**env, **(extra_env or {})},
-                start_new_session=True,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        log.touch()
+        proc, log = celery_process(tmp_path, "worker", name, options, {**env, **(extra_env or {})})
         handle = WorkerProcess(proc, log)
         started.append(handle)
         if ready:
@@ -241,26 +243,7 @@ def beat(
     started: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
-        log = tmp_path / f"beat-{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel=INFO",
-            f"--logfile={log}",
-        ]
-        with (tmp_path / f"beat-{name}.out").open("wb") as output:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env={**env, **(extra_env or {})},
-                start_new_session=True,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        proc, log = celery_process(tmp_path, "beat", name, [], {**env, **(extra_env or {})})
         started.append(proc)
         return proc, log
 
