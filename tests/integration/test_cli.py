@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import psutil
 import pytest
 import redis
 from helpers import wait_for, write_files
@@ -223,31 +224,36 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
 ) -> None:
     # Given `ajobs wait` blocked on a job nobody runs
     ref = jobs.submit({"kind": "cleanup", "dry_run": True})
-    newest = max(int(c["id"]) for c in redis_client.client_list())
-    proc = subprocess.Popen([AJOBS, "wait", ref.id], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    # (PYTHONFAULTHANDLER: should it ever hang, the SIGABRT below prints where)
+    proc = subprocess.Popen([AJOBS, "wait", ref.id], env={**env, "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        # (its own BLMOVE, on a connection newer than the test's: a signal sent before the child has even
+        # (its own BLMOVE, told by the process's own socket: a signal sent before the child has even
         # exec'd is lost, and a client another test left blocked on this Redis is not this one)
-        wait_for(lambda: blocked_in(redis_client, "blmove", after=newest), 60, "ajobs wait to block")
+        wait_for(lambda: blocked_in(redis_client, "blmove", proc.pid), 60, "ajobs wait to block")
 
         # When it is interrupted
         os.kill(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGABRT)
+            _, stderr = proc.communicate()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
 
     # Then it exits 130 with one line
-    assert proc.returncode == 130
+    assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["error: interrupted"]
 
 
-def blocked_in(client: redis.Redis, command: str, after: int) -> bool:
-    """Whether a client of this Redis that connected after client ``after`` is blocked in ``command`` now
-    (client ids only grow)."""
-    return any(c.get("cmd") == command and int(c["id"]) > after for c in client.client_list())
+def blocked_in(client: redis.Redis, command: str, pid: int) -> bool:
+    """Whether process ``pid`` has a connection to this Redis that is blocked in ``command`` now (told by
+    the address the server sees, which is the process's own end of the socket)."""
+    ends = {f"{c.laddr.ip}:{c.laddr.port}" for c in psutil.Process(pid).net_connections("tcp") if c.raddr}
+    return any(c.get("cmd") == command and c["addr"] in ends for c in client.client_list())
 
 
 def test_submit_index_uploads_from_here_or_names_remote_paths_absolutely(
