@@ -60,7 +60,7 @@ PROFILE: dict[str, Any] = {
 }
 """Background responses of 5-60 s, the API's default poll hint of 1 s."""
 SECRET = "whsec_" + base64.b64encode(b"assistant-jobs bench webhook secret").decode()
-SAFETY_POLL_S = 30.0
+SAFETY_POLL_S = float(Settings.model_fields["webhook_safety_poll"].default)
 """The safety period (AJ_WEBHOOK_SAFETY_POLL's default): a dropped webhook costs at most this much lag."""
 DROP = 0.1
 """Share of webhook deliveries the emulator drops in the ``drop`` run."""

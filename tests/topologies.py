@@ -176,8 +176,9 @@ class SentinelProcess:
             ]
             listen = "port 0\n" + "".join(f"{name} {value}\n" for name, value in directives)
         # Sentinel rewrites its config file as it learns the group: it must be writable, and its own.
+        self.log = folder / f"sentinel-{self.port}.log"
         self.conf.write_text(
-            f"{listen}bind 127.0.0.1\ndir {folder}\n"
+            f"{listen}bind 127.0.0.1\ndir {folder}\nlogfile {self.log}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 1\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
             f"sentinel failover-timeout {MASTER_NAME} 5000\n"
@@ -197,6 +198,11 @@ class SentinelProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("the sentinel did not start, or never saw the primary and its replica")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the sentinel's log (what it saw and did), for a failure's message."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def knows_the_group(self) -> bool:
         """Whether the sentinel sees the primary up, with a replica, as clients will ask it."""

@@ -12,6 +12,7 @@ and hands the poll loop their handlers and the watchdog. Everything else in `wor
 from __future__ import annotations
 
 import logging
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
@@ -24,12 +25,14 @@ import tasks.runs
 from tasks.assistants import quiet_assistants_deprecation
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
+from worker import poll_process
 from worker.celery_config import APP_NAME, configure
 from worker.connections import store
 from worker.durability import DurabilityCheck
 from worker.flower import install_task_display
-from worker.metrics import install_worker_hooks
+from worker.metrics import flush_process, install_worker_hooks
 from worker.openai_client import warm_imports
+from worker.poller import Poller
 from worker.polls import BatchPoll, RunPoll
 from worker.preflight import ApiKeyCheck
 from worker.settings import Settings, get_settings
@@ -41,36 +44,56 @@ TASK_MODULES = [tasks.runs.__name__, tasks.indexing.__name__, tasks.cleanup.__na
 
 
 class PollerStep(bootsteps.StartStopStep):
-    """Runs the poll loop inside the worker's main process, so one command starts everything."""
+    """Starts the poll loop with the worker, so one command starts everything: in a process of its own
+    (`worker.poll_process`) or, with ``AJ_POLL_PROCESS=false``, in a thread of the main process."""
 
     requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.poller: Any = None
+        self.poller: Poller | None = None
+        self.process: BaseProcess | None = None
 
     def start(self, parent: Any) -> None:
-        from worker.poller import Poller
-
-        app = parent.app
-        settings = get_settings()
-        watchdog = Watchdog(store(), settings, kombu_backlog(app.connection_for_write))
-        try:
-            store().schedule.migrate()  # what an earlier release left in its one set, into the kinds' sets
-        except redis.RedisError as exc:  # the next worker to start moves them; the watchdog covers meanwhile
-            logging.getLogger(__name__).warning("could not move the old schedule's entries yet: %s", exc)
-        self.poller = Poller(
-            settings,
-            lambda name, args, task_id: app.send_task(name, args=args, task_id=task_id),
-            handlers={RunPoll: poll_run, BatchPoll: poll_batches},
-            periodic=watchdog.run,
-            name=parent.hostname,
-        )
-        self.poller.start()
+        if get_settings().poll_process:
+            self.process = poll_process.start(run_poll_process, parent.hostname)
+        else:
+            self.poller = build_poller(parent.app, parent.hostname)
+            self.poller.start()
 
     def stop(self, parent: Any) -> None:
+        if self.process is not None:
+            poll_process.stop(self.process)
         if self.poller is not None:
             self.poller.stop()
+
+
+def build_poller(celery: Celery, name: str) -> Poller:
+    """The poll loop of worker ``name``: the job kinds' handlers, the watchdog, sends through ``celery``."""
+    settings = get_settings()
+    watchdog = Watchdog(store(), settings, kombu_backlog(celery.connection_for_write))
+    try:
+        store().schedule.migrate()  # what an earlier release left in its one set, into the kinds' sets
+    except redis.RedisError as exc:  # the next worker to start moves them; the watchdog covers meanwhile
+        logging.getLogger(__name__).warning("could not move the old schedule's entries yet: %s", exc)
+
+    def send(task: str, args: list[Any], task_id: str) -> None:
+        celery.send_task(task, args=args, task_id=task_id)
+
+    return Poller(
+        settings,
+        send,
+        handlers={RunPoll: poll_run, BatchPoll: poll_batches},
+        periodic=watchdog.run,
+        name=name,
+    )
+
+
+def run_poll_process(parent_pid: int, level: int, name: str) -> None:
+    """The poll loop's own process (`PollerStep` starts it): the loop until the worker stops or is gone."""
+    stopping = poll_process.stop_event(parent_pid, level)
+    build_poller(app, name).run(stopping)
+    flush_process()
 
 
 QUIET_LOGGERS = ("httpx2", "httpx")

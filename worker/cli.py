@@ -200,6 +200,7 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker and its poll loop (options go to celery worker, e.g. --concurrency 4 -Q runs)."""
+    _serving(celery=True)
     from worker.launch import run_worker
 
     sys.exit(run_worker(celery_args))
@@ -209,6 +210,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat_command(celery_args: tuple[str, ...]) -> None:
     """Start beat with the redbeat scheduler (any number may run: one fires the sweeps)."""
+    _serving(celery=True)
     from worker.launch import run_beat
 
     sys.exit(run_beat(celery_args))
@@ -218,6 +220,7 @@ def beat_command(celery_args: tuple[str, ...]) -> None:
 @click.option("--port", type=int, help="Default: AJ_WEBHOOK_PORT (8780).")
 def webhooks_command(port: int | None) -> None:
     """Receive OpenAI's signed webhooks and wake the jobs whose responses ended (AJ_WEBHOOK_SECRET)."""
+    _serving(celery=False)
     from worker.settings import get_settings
     from worker.webhooks import serve
 
@@ -229,6 +232,7 @@ def webhooks_command(port: int | None) -> None:
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 def flower_command(flower_args: tuple[str, ...]) -> None:
     """Start Flower behind basic auth (AJ_FLOWER_USER and AJ_FLOWER_PASSWORD, or AJ_FLOWER_DEV=1)."""
+    _serving(celery=True)
     from worker.launch import run_flower
 
     sys.exit(run_flower(flower_args))
@@ -238,6 +242,7 @@ def flower_command(flower_args: tuple[str, ...]) -> None:
 @click.option("--port", type=int, help="Default: AJ_METRICS_PORT (9808).")
 def metrics(port: int | None) -> None:
     """Serve Prometheus metrics (jobs, polls, API requests, durations) read from Redis at /metrics."""
+    _serving(celery=False)
     from worker.connections import store
     from worker.metrics import serve
     from worker.settings import get_settings
@@ -325,6 +330,22 @@ def _close() -> None:
     if client is not None:
         with contextlib.suppress(Exception):  # closing never hides the outcome
             client.close()
+
+
+def _serving(*, celery: bool) -> None:
+    """A role that runs until stopped logs as a service does, not as the CLI's one-line warnings: our
+    loggers through the root's handlers, which Celery (and Flower) set up in their roles and the others
+    get here, at INFO in Celery's format."""
+    ours = logging.getLogger("worker")
+    ours.handlers.clear()
+    ours.setLevel(logging.NOTSET)
+    ours.propagate = True
+    if not celery:
+        logging.basicConfig(level=logging.INFO, format=SERVICE_LOG_FORMAT, force=True)
+
+
+SERVICE_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+"""Celery's worker log format, for the roles Celery does not start."""
 
 
 def _quiet_logging() -> None:

@@ -1,5 +1,6 @@
-"""The poll loop: an asyncio loop (in a thread of the worker's main process) that claims due schedule
-entries, retrieves many remote objects at once, and reschedules each or hands its job to a Celery task.
+"""The poll loop: an asyncio loop (in a process of its own beside the worker's, `worker.poll_process`, or
+in a thread of the worker's main process) that claims due schedule entries, retrieves many remote objects
+at once, and reschedules each or hands its job to a Celery task.
 
 No Celery message per poll and no task sleeping: a message is sent only when a job has something to do
 (its run ended, needs tool outputs, passed its deadline, or a deferred step fell due). A job handed to a
@@ -125,7 +126,7 @@ class Poller:
 
     def start(self) -> None:
         """Start the loop in a background thread."""
-        self._thread = threading.Thread(target=self._run, name="aj-poller", daemon=True)
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="aj-poller", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -134,18 +135,19 @@ class Poller:
         if self._thread:
             self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def run(self, stop: threading.Event) -> None:
+        """Claim, poll and settle in this thread, on an event loop of its own, until ``stop`` is set."""
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-            asyncio.run(self.main())
+            asyncio.run(self.main(stop))
         else:
-            uvloop.run(self.main())
+            uvloop.run(self.main(stop))
 
-    async def main(self) -> None:
-        """Claim, poll and settle until stopped."""
+    async def main(self, stop: threading.Event) -> None:
+        """Claim, poll and settle until ``stop`` is set."""
         async with self.session() as session:
-            await session.run(self._stop)
+            await session.run(stop)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[PollSession]:

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     """Run starts one pool process drives at once: the jobs of a start message are started in groups of
     this many, their API creates in flight together and their Redis writes folded into a few round trips
     per group."""
+    poll_process: bool = True
+    """Run the poll loop in a process of its own beside the worker's main process (one per worker), so its
+    retrieves and the Celery consumer handing start messages to the pool do not share one interpreter
+    lock; false runs it in a thread of the main process (one process fewer, for small deployments)."""
     poll_kinds: Annotated[list[JobKind], NoDecode, BeforeValidator(_comma_or_json_list)] = Field(
         default_factory=lambda: list(JobKind), min_length=1
     )
@@ -258,9 +262,10 @@ class Settings(BaseSettings):
     """Port the webhook receiver listens on."""
     webhook_path: str = Field("/webhooks/openai", pattern=r"^/")
     """The route OpenAI delivers to (the receiver's URL is ``http://ADDRESS:PORT`` plus this path)."""
-    webhook_safety_poll: PositiveFloat = 30.0
+    webhook_safety_poll: PositiveFloat = 45.0
     """Seconds between the safety-net polls of a response a webhook will announce: a lost webhook costs at
-    most this much lag, never a stuck job."""
+    most this much lag, never a stuck job. OpenAI retries a delivery it could not make for days, so this
+    covers only the truly lost; a response that ends sooner costs no poll at all."""
     webhook_tolerance: int = Field(300, ge=1)
     """Oldest a delivery's signed timestamp may be (seconds); older ones are refused as replays."""
     webhook_dedupe_ttl: PositiveFloat = 600.0

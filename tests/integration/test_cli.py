@@ -237,8 +237,10 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
         try:
             _, stderr = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
+            masks = signal_masks(proc.pid) + " / this test's process: " + signal_masks(os.getpid())
             os.kill(proc.pid, signal.SIGABRT)
             _, stderr = proc.communicate()
+            stderr = f"{masks}\n{stderr}"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -247,6 +249,12 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
     # Then it exits 130 with one line
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["error: interrupted"]
+
+
+def signal_masks(pid: int) -> str:
+    """The blocked, ignored and caught signal masks of process ``pid`` (Linux's /proc), for a failure."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
 def blocked_in(client: redis.Redis, command: str, pid: int) -> bool:

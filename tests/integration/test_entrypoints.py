@@ -7,6 +7,7 @@ package"), because Celery imports the app with the working directory first on ``
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -96,6 +97,8 @@ def test_ajobs_worker_beside_an_application_s_tasks_py_runs_a_job_to_the_end(
     record = jobs.wait(ref.id, timeout=60)
     assert record.status == JobStatus.COMPLETED, (record.error, output.read_text(errors="replace")[-3000:])
     assert record.result is not None and "sunny, 21 C" in record.result["text"]
+    # And the worker's own lines are in its log as Celery's are (not the CLI's one-line warnings)
+    assert re.search(r"INFO/MainProcess\] poll loop started in process \d+", log.read_text()), log.read_text()
 
 
 def test_ajobs_beat_fires_the_sweeps_a_worker_runs(

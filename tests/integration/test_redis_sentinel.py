@@ -151,7 +151,10 @@ def test_the_primary_killed_mid_flight_of_100_jobs_every_job_ends_after_the_fail
         # about 40 s, before it reconfigures a node that came back claiming to be a primary); until then the
         # new primary refuses every write (min-replicas-to-write 1), and the system waits it out
         own.primary.start()
-        wait_for(lambda: _replicates(own), 150, "the old primary to follow the new one")
+        try:
+            wait_for(lambda: _replicates(own), 150, "the old primary to follow the new one")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the sentinel's log:\n{own.sentinel.log_tail()}") from None
         # every job ends, each completed with its answer, each with one run
         wait_for(lambda: not ended(jobs, ids), 180, "every job to end after the failover")
         records = [jobs.get(i) for i in ids]

@@ -88,6 +88,7 @@ BAD_VALUES = {
     "AJ_WATCHDOG_EVERY": "0",
     "AJ_MAX_REDRIVES": "101",
     "AJ_WEBHOOKS": "maybe",
+    "AJ_POLL_PROCESS": "maybe",
     "AJ_WEBHOOK_PORT": "0",
     "AJ_WEBHOOK_PATH": "no-leading-slash",
     "AJ_WEBHOOK_SAFETY_POLL": "0",

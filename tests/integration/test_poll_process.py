@@ -1,0 +1,56 @@
+"""Where a worker's poll loop runs: a process of its own by default, which lives exactly as long as its
+worker; a thread of the main process with AJ_POLL_PROCESS=false. Both drive a run job to its end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+
+import psutil
+import pytest
+from helpers import Ask, WorkerProcess, wait_for
+
+from schemas.job import JobStatus
+from worker.client import Jobs
+
+
+def poll_processes(worker_pid: int) -> list[psutil.Process]:
+    """The worker's spawned children: its poll loop (the pool's processes are forked, not spawned)."""
+    children = psutil.Process(worker_pid).children()
+    return [c for c in children if "multiprocessing.spawn" in " ".join(c.cmdline())]
+
+
+@pytest.mark.parametrize("backend", ["responses"])  # where the loop runs is the same for every backend
+@pytest.mark.parametrize("in_process", ["true", "false"])
+def test_a_run_job_ends_with_the_poll_loop_in_its_own_process_or_a_thread(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, in_process: str, backend: str
+) -> None:
+    # Given a worker with its poll loop in a process of its own, or in a thread
+    handle = worker(extra_env={"AJ_POLL_PROCESS": in_process})
+
+    # When a run job is submitted
+    record = jobs.wait(jobs.submit(ask("hello")).id, timeout=60)
+
+    # Then it completes either way, polled by the loop where the setting put it
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert len(poll_processes(handle.proc.pid)) == (1 if in_process == "true" else 0)
+
+
+def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable[..., WorkerProcess]) -> None:
+    # Given a worker and its poll loop's process
+    handle = worker()
+    group = os.getpgid(handle.proc.pid)
+    loops = wait_for(lambda: poll_processes(handle.proc.pid), 60, "the poll loop's process")
+    try:
+        # When the worker's main process alone is SIGKILLed (nothing can tell its children)
+        handle.proc.kill()
+        handle.proc.wait(10)
+
+        # Then the poll loop's process ends too: no orphan goes on claiming polls
+        _, alive = psutil.wait_procs(loops, timeout=30)
+        assert alive == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # the pool's orphans
