@@ -99,8 +99,8 @@ def write_progress(job_id: str, progress: Progress) -> None:
 
 async def _retrieve(ctx: PollContext, vector_store_id: str, batch_id: str) -> tuple[int, bytes, Any]:
     url = f"{ctx.base}/vector_stores/{vector_store_id}/file_batches/{batch_id}"
-    async with ctx.http.get(url) as resp:
-        return resp.status, await resp.read(), resp.headers
+    reply = await ctx.http.get(url)
+    return reply.status, reply.body, reply.headers
 
 
 async def poll_batches(ctx: PollContext, claim: Claim) -> Outcome:

@@ -54,22 +54,19 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
     if late is not None:
         return late
     try:
-        async with ctx.http.get(ctx.base + entry.path) as resp:
-            raw = await resp.read()
-            status_code = resp.status
-            headers = resp.headers
+        reply = await ctx.http.get(ctx.base + entry.path)
     except (TimeoutError, aiohttp.ClientError) as exc:
         error = {"code": "connection_error", "message": f"could not reach the API: {exc!r}"}
         return failed(ctx, claim.job_id, entry, error, retryable=True, finish=FINISH)
-    if status_code != 200:
-        return http_error(ctx, claim.job_id, entry, status_code, raw, headers, finish=FINISH)
-    body: dict[str, Any] = orjson.loads(raw)
+    if reply.status != 200:
+        return http_error(ctx, claim.job_id, entry, reply.status, reply.body, reply.headers, finish=FINISH)
+    body: dict[str, Any] = orjson.loads(reply.body)
     status = body.get("status")
     if status == "queued" and entry.path.startswith("/responses/") and _stuck_queued(ctx, body):
         return Handoff(REQUEUE, [claim.job_id])
     if status in ACTIVE or (status == "requires_action" and entry.waiting):
         polls = entry.polls + 1
-        delay = compute_delay(polls, ctx.policy, poll_after=poll_after(headers))
+        delay = compute_delay(polls, ctx.policy, poll_after=poll_after(reply.headers))
         if entry.safety:  # webhooks tell the end: this poll is only the safety net
             delay = max(delay, ctx.settings.webhook_safety_poll * (1 - ctx.policy.jitter * random.random()))
         if status == "requires_action":

@@ -33,7 +33,7 @@ from worker.store.counters import ApiCounters
 from worker.store.jobs import JobStore, Timing
 
 if TYPE_CHECKING:
-    import aiohttp
+    pass
 
 FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""
@@ -120,26 +120,6 @@ class CountingTransport(httpx2.BaseTransport):
     def close(self) -> None:
         """Close the real transport."""
         self.inner.close()
-
-
-def counting_trace(counts: ApiCounts) -> aiohttp.TraceConfig:
-    """An aiohttp trace that counts the poll loop's requests like `CountingTransport` counts the SDK's:
-    by endpoint and outcome, connection errors and timeouts included."""
-    import asyncio
-
-    import aiohttp
-
-    async def ended(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
-        counts.add(params.method, params.url.path, outcome(params.response.status))
-
-    async def failed(session: Any, context: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
-        timed_out = isinstance(params.exception, asyncio.TimeoutError | aiohttp.ServerTimeoutError)
-        counts.add(params.method, params.url.path, "timeout" if timed_out else "connection")
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(ended)
-    trace.on_request_exception.append(failed)
-    return trace
 
 
 # --- the exporter ----------------------------------------------------------------------------------

@@ -26,9 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
-from worker.async_api import hot_session
+from worker.async_api import HotHttp
 from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.connections import async_redis_client
 from worker.metrics import ApiCounts, process_counts
@@ -79,7 +77,7 @@ Outcome = Again | Handoff
 class PollContext:
     """What a poll handler may use: the hot-path HTTP session, the API base, the policy, settings."""
 
-    http: aiohttp.ClientSession
+    http: HotHttp
     base: str
     policy: PollPolicy
     settings: Settings
@@ -157,7 +155,7 @@ class Poller:
         # Every poll is counted in aj_api_requests_total, as the tasks' requests are.
         counts = self.counts or process_counts()
         try:
-            async with hot_session(s, counts, s.poll_concurrency, s.openai_timeout) as http:
+            async with HotHttp(s, counts, s.poll_concurrency, s.openai_timeout) as http:
                 yield PollSession(
                     self,
                     PollContext(http, api_base(s), policy_of(s), s),
