@@ -5,6 +5,7 @@ out waiting, 130 interrupted)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -225,8 +226,9 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
     # Given `ajobs wait` blocked on a job nobody runs
     ref = jobs.submit({"kind": "cleanup", "dry_run": True})
     # (PYTHONFAULTHANDLER: should it ever hang, the SIGABRT below prints where)
-    proc = subprocess.Popen([AJOBS, "wait", ref.id], env={**env, "PYTHONFAULTHANDLER": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    with sigint_as_from_a_terminal():
+        proc = subprocess.Popen([AJOBS, "wait", ref.id], env={**env, "PYTHONFAULTHANDLER": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         # (its own BLMOVE, told by the process's own socket: a signal sent before the child has even
         # exec'd is lost, and a client another test left blocked on this Redis is not this one)
@@ -249,6 +251,20 @@ def test_ctrl_c_while_waiting_exits_130_in_one_line(
     # Then it exits 130 with one line
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["error: interrupted"]
+
+
+@contextlib.contextmanager
+def sigint_as_from_a_terminal() -> Iterator[None]:
+    """Children started in the block get SIGINT's default action, as a command typed at a terminal does.
+    A suite started in the background (``make test &``, CI runners) has SIGINT ignored, as POSIX shells
+    do for background jobs; the child would inherit that across exec and rightly keep ignoring Ctrl-C."""
+    previous = signal.signal(
+        signal.SIGINT, signal.default_int_handler
+    )  # a handler is reset to default by exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def signal_masks(pid: int) -> str:
