@@ -11,8 +11,13 @@ from typing import Any
 
 GOAL_LAG_S = 2.0
 SEED_CPU_MS = 45.0
-FASTER_STARTS = "faster-starts"
-"""The folder (under the results) of S1 at 10,000 run again once starts went on the lean path."""
+S1_RERUNS = {
+    "faster-starts": "with the faster starts",
+    "faster-starts-shared-cores": "with the faster starts",
+    "poll-process": "with the poll loop in a process of its own",
+    "poll-process-shared-cores": "with the poll loop in a process of its own",
+}
+"""The folders (under the results) of S1 at 10,000 run again after a change, and the change."""
 SEED_REQUESTS_AT_1000 = 22.7
 """The seed pattern's requests a run at 1,000 runs in flight, measured with both cores before this bench
 existed (p95 detection lag 2.2 s then): the baseline the requests goal is set against."""
@@ -192,11 +197,11 @@ def s4_starts_and_deliveries(s4: dict[str, Any]) -> list[str]:
 
 
 def _rerun(rerun: dict[str, Any] | None, folder: str) -> list[str]:
-    """S1 at 10,000 run again once starts went on the lean path (in ``results/<folder>``)."""
+    """S1 at 10,000 run again after a change (in ``results/<folder>``)."""
     if not rerun:
         return []
     return [
-        f"## S1 at 10,000 with the faster starts ({folder})",
+        f"## S1 at 10,000 {S1_RERUNS[folder]} ({folder})",
         "",
         f"Command: `{rerun['command']}` (load at start {rerun['machine']['load_avg_at_start']},"
         f" measured {rerun['measured_at']}); the same scenario and profile as S1 above, the assistants"
@@ -212,7 +217,7 @@ def later_sections(out: Path) -> list[str]:
     """The sections after S1-S4: start cost, S5, the storm, indexing, chaos, Redis cost, CLI start-up."""
     parts: list[str] = []
     index = _load(out, "index")
-    for folder in (FASTER_STARTS, FASTER_STARTS + "-shared-cores"):
+    for folder in S1_RERUNS:
         parts += _rerun(_load(out / folder, "s1_supervision"), folder)
     for name, module in (("start_cost", "start_cost"), ("s5_webhooks", "s5_webhooks"), ("storm", "storm")):
         result = _load(out, name)
