@@ -12,7 +12,6 @@ and hands the poll loop their handlers and the watchdog. Everything else in `wor
 from __future__ import annotations
 
 import logging
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
@@ -52,18 +51,19 @@ class PollerStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.poller: Poller | None = None
-        self.process: BaseProcess | None = None
+        self.keeper: poll_process.Keeper | None = None
 
     def start(self, parent: Any) -> None:
         if get_settings().poll_process:
-            self.process = poll_process.start(run_poll_process, parent.hostname)
+            self.keeper = poll_process.Keeper(run_poll_process, parent.hostname)
+            self.keeper.start()
         else:
             self.poller = build_poller(parent.app, parent.hostname)
             self.poller.start()
 
     def stop(self, parent: Any) -> None:
-        if self.process is not None:
-            poll_process.stop(self.process)
+        if self.keeper is not None:
+            self.keeper.stop()
         if self.poller is not None:
             self.poller.stop()
 

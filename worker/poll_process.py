@@ -9,7 +9,7 @@ nothing of the consumer's threads or connections) and lives exactly as long as t
 SIGTERM or SIGINT (the worker's shutdown, or Ctrl-C reaching the process group) and when its parent goes
 away, however that happened (a SIGKILLed worker: the kernel's parent-death signal on Linux, else a watch of
 the parent's pid). It stops as the thread does, writing what it holds; a claim it could not settle falls due
-again when its lease ends.
+again when its lease ends. Should it exit on its own (a crash, the OOM killer), the worker starts it again.
 """
 
 from __future__ import annotations
@@ -35,26 +35,68 @@ PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/poll-loop] %(message)s"
 
 
-def start(target: Callable[..., None], *args: object) -> BaseProcess:
-    """Start ``target(parent_pid, loglevel, *args)`` in a spawned child; the child process."""
-    level = logging.getLogger().getEffectiveLevel()
-    proc = multiprocessing.get_context("spawn").Process(
-        target=target, args=(os.getpid(), level, *args), name="aj-poll-loop", daemon=True
-    )
-    proc.start()
-    log.info("poll loop started in process %s", proc.pid)
-    return proc
+RESTART_MAX_S = 30.0
+"""Longest wait before starting again a poll loop process that exited on its own (it doubles from 1 s)."""
 
 
-def stop(proc: BaseProcess, timeout: float = STOP_WAIT_S) -> None:
-    """Ask the child to stop (SIGTERM), wait up to ``timeout`` for it, then kill it."""
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(timeout)
-    if proc.is_alive():
-        log.warning("the poll loop did not stop within %.0f s; killing it", timeout)
-        proc.kill()
-        proc.join(timeout)
+class Keeper:
+    """Keeps the poll loop's process running beside the worker (`worker.app.PollerStep`): starts it, starts
+    it again should it ever exit on its own (a crash, the OOM killer), and stops it with the worker."""
+
+    def __init__(self, target: Callable[..., None], *args: object) -> None:
+        self.target = target
+        """Run in the child as ``target(parent_pid, loglevel, *args)``."""
+        self.args = args
+        self.process: BaseProcess | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a restart and a stop never cross
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the process, and the thread that watches it."""
+        self.process = self._spawn()
+        self._thread = threading.Thread(target=self._watch, name="aj-poll-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """Ask the process to stop (SIGTERM), wait up to ``timeout`` for it, then kill it."""
+        with self._lock:
+            self._stopping.set()
+            proc = self.process
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(timeout)
+            if proc.is_alive():
+                log.warning("the poll loop did not stop within %.0f s; killing it", timeout)
+                proc.kill()
+                proc.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _spawn(self) -> BaseProcess:
+        level = logging.getLogger().getEffectiveLevel()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=self.target, args=(os.getpid(), level, *self.args), name="aj-poll-loop", daemon=True
+        )
+        proc.start()
+        log.info("poll loop started in process %s", proc.pid)
+        return proc
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while self.process is not None:
+            self.process.join()
+            if self._stopping.wait(delay):
+                return
+            log.error(
+                "the poll loop's process %s exited (code %s); starting it again",
+                self.process.pid, self.process.exitcode,
+            )  # fmt: skip
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = self._spawn()
+            delay = min(delay * 2, RESTART_MAX_S)
 
 
 def stop_event(parent_pid: int, level: int) -> threading.Event:

@@ -54,3 +54,21 @@ def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)  # the pool's orphans
+
+
+@pytest.mark.parametrize("backend", ["responses"])
+def test_a_poll_loop_process_that_dies_is_started_again_and_jobs_still_end(
+    jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, backend: str
+) -> None:
+    # Given a worker whose poll loop's process is SIGKILLed (as the OOM killer would)
+    handle = worker()
+    first = wait_for(lambda: poll_processes(handle.proc.pid), 60, "the poll loop's process")[0]
+    first.kill()
+
+    # When a run job is submitted
+    record = jobs.wait(jobs.submit(ask("hello")).id, timeout=90)
+
+    # Then the worker started a new poll loop, which drove the job to its end
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert [p.pid for p in poll_processes(handle.proc.pid)] not in ([], [first.pid])
+    assert "starting it again" in handle.log.read_text(errors="replace")
