@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx2
 import redis
@@ -31,9 +31,6 @@ from worker.settings import Settings
 from worker.store import Store
 from worker.store.counters import ApiCounters
 from worker.store.jobs import JobStore, Timing
-
-if TYPE_CHECKING:
-    pass
 
 FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""

@@ -18,8 +18,15 @@ from worker.client import Jobs
 
 def poll_processes(worker_pid: int) -> list[psutil.Process]:
     """The worker's spawned children: its poll loop (the pool's processes are forked, not spawned)."""
-    children = psutil.Process(worker_pid).children()
-    return [c for c in children if "multiprocessing.spawn" in " ".join(c.cmdline())]
+    return [c for c in psutil.Process(worker_pid).children() if "multiprocessing.spawn" in command_of(c)]
+
+
+def command_of(proc: psutil.Process) -> str:
+    """The process's command line ("" once it has exited: a zombie has none)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
 
 
 @pytest.mark.parametrize("backend", ["responses"])  # where the loop runs is the same for every backend
