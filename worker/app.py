@@ -89,10 +89,14 @@ def build_poller(celery: Celery, name: str) -> Poller:
     )
 
 
-def run_poll_process(parent_pid: int, level: int, name: str) -> None:
+def run_poll_process(parent: poll_process.Parent, name: str) -> None:
     """The poll loop's own process (`PollerStep` starts it): the loop until the worker stops or is gone."""
-    stopping = poll_process.stop_event(parent_pid, level)
-    build_poller(app, name).run(stopping)
+    stopping = poll_process.stop_event(parent)
+    poller = build_poller(app, name)
+    logging.getLogger(__name__).info(
+        "poll loop of %s running, claiming the %s schedule", name, ", ".join(poller.settings.poll_kinds)
+    )
+    poller.run(stopping)
     flush_process()
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from schemas.job import JobRecord, JobStatus
+from worker import constants as c
 from worker.cli_base import (
     CONTEXT,
     STATE,
@@ -341,11 +342,7 @@ def _serving(*, celery: bool) -> None:
     ours.setLevel(logging.NOTSET)
     ours.propagate = True
     if not celery:
-        logging.basicConfig(level=logging.INFO, format=SERVICE_LOG_FORMAT, force=True)
-
-
-SERVICE_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
-"""Celery's worker log format, for the roles Celery does not start."""
+        logging.basicConfig(level=logging.INFO, format=c.SERVICE_LOG_FORMAT, force=True)
 
 
 def _quiet_logging() -> None:

@@ -5,6 +5,9 @@ Redis key names live with the store layer that owns them (`worker.store.keys`).
 
 from __future__ import annotations
 
+SERVICE_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+"""Celery's worker log format, for the roles and processes Celery does not set up (the webhook receiver,
+the metrics exporter, the poll loop's process)."""
 MANAGED_BY_KEY = "managed_by"
 """Metadata key that marks a vector store as created by this system."""
 MANAGED_BY = "assistant-jobs"

@@ -23,7 +23,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+
+from worker import constants as c
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +34,27 @@ STOP_WAIT_S = 10.0
 """How long a worker's shutdown waits for its poll process to write what it holds before killing it."""
 PARENT_CHECK_S = 1.0
 """How often the child looks for its parent where the kernel cannot signal the parent's death."""
-PR_SET_PDEATHSIG = 1
-LOG_FORMAT = "[%(asctime)s: %(levelname)s/poll-loop] %(message)s"
-
-
 RESTART_MAX_S = 30.0
 """Longest wait before starting again a poll loop process that exited on its own (it doubles from 1 s)."""
+PR_SET_PDEATHSIG = 1
+"""prctl's option asking for a signal when the parent dies (linux/prctl.h)."""
+
+
+@dataclass(frozen=True)
+class Parent:
+    """What the poll loop's process takes from the worker that starts it."""
+
+    pid: int
+    log_level: int
+    log_file: str | None
+    """The worker's log file (Celery's ``--logfile``); None when it logs to stderr."""
+
+    @classmethod
+    def of_this_process(cls) -> Parent:
+        """This process, its root logger's level and file."""
+        root = logging.getLogger()
+        files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+        return cls(os.getpid(), root.getEffectiveLevel(), files[0] if files else None)
 
 
 class Keeper:
@@ -45,7 +63,7 @@ class Keeper:
 
     def __init__(self, target: Callable[..., None], *args: object) -> None:
         self.target = target
-        """Run in the child as ``target(parent_pid, loglevel, *args)``."""
+        """Run in the child as ``target(parent, *args)``, ``parent`` a `Parent`."""
         self.args = args
         self.process: BaseProcess | None = None
         self._stopping = threading.Event()
@@ -74,9 +92,8 @@ class Keeper:
             self._thread.join(timeout)
 
     def _spawn(self) -> BaseProcess:
-        level = logging.getLogger().getEffectiveLevel()
         proc = multiprocessing.get_context("spawn").Process(
-            target=self.target, args=(os.getpid(), level, *self.args), name="aj-poll-loop", daemon=True
+            target=self.target, args=(Parent.of_this_process(), *self.args), name="aj-poll-loop", daemon=True
         )
         proc.start()
         log.info("poll loop started in process %s", proc.pid)
@@ -99,9 +116,10 @@ class Keeper:
             delay = min(delay * 2, RESTART_MAX_S)
 
 
-def stop_event(parent_pid: int, level: int) -> threading.Event:
-    """In the child: logging like the worker's, and an event set on SIGTERM, SIGINT or the parent's end."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+def stop_event(parent: Parent) -> threading.Event:
+    """In the child: logging where and as the worker logs, and an event set on SIGTERM, SIGINT or the
+    worker's end."""
+    logging.basicConfig(level=parent.log_level, format=c.SERVICE_LOG_FORMAT, filename=parent.log_file)
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -111,7 +129,7 @@ def stop_event(parent_pid: int, level: int) -> threading.Event:
         signal.signal(signum, on_signal)
     _signal_on_parent_death(signal.SIGTERM)
     threading.Thread(
-        target=_watch_parent, args=(parent_pid, stopping), name="aj-parent-watch", daemon=True
+        target=_watch_parent, args=(parent.pid, stopping), name="aj-parent-watch", daemon=True
     ).start()
     return stopping
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Callable
 
@@ -43,6 +44,11 @@ def test_a_run_job_ends_with_the_poll_loop_in_its_own_process_or_a_thread(
     # Then it completes either way, polled by the loop where the setting put it
     assert record.status == JobStatus.COMPLETED, record.error
     assert len(poll_processes(handle.proc.pid)) == (1 if in_process == "true" else 0)
+    # ...and a loop in its own process logs into the worker's log file, as the worker does
+    if in_process == "true":
+        assert re.search(r"INFO/aj-poll-loop\] poll loop of w1@\S+ running", handle.log.read_text()), (
+            handle.log.read_text()
+        )
 
 
 def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable[..., WorkerProcess]) -> None:
