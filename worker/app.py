@@ -96,6 +96,7 @@ def run_poll_process(parent: poll_process.Parent, name: str) -> None:
     logging.getLogger(__name__).info(
         "poll loop of %s running, claiming the %s schedule", name, ", ".join(poller.settings.poll_kinds)
     )
+    parent.running.set()
     poller.run(stopping)
     flush_process()
 

@@ -22,9 +22,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from worker import constants as c
 
@@ -36,6 +38,8 @@ PARENT_CHECK_S = 1.0
 """How often the child looks for its parent where the kernel cannot signal the parent's death."""
 RESTART_MAX_S = 30.0
 """Longest wait before starting again a poll loop process that exited on its own (it doubles from 1 s)."""
+READY_WAIT_S = 60.0
+"""Longest a starting worker waits for its poll loop to run before it says it is ready all the same."""
 PR_SET_PDEATHSIG = 1
 """prctl's option asking for a signal when the parent dies (linux/prctl.h)."""
 
@@ -48,13 +52,15 @@ class Parent:
     log_level: int
     log_file: str | None
     """The worker's log file (Celery's ``--logfile``); None when it logs to stderr."""
+    running: Any
+    """A multiprocessing event the child sets once its loop is built and about to claim."""
 
     @classmethod
-    def of_this_process(cls) -> Parent:
+    def of_this_process(cls, running: Any) -> Parent:
         """This process, its root logger's level and file."""
         root = logging.getLogger()
         files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
-        return cls(os.getpid(), root.getEffectiveLevel(), files[0] if files else None)
+        return cls(os.getpid(), root.getEffectiveLevel(), files[0] if files else None, running)
 
 
 class Keeper:
@@ -69,10 +75,12 @@ class Keeper:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a restart and a stop never cross
         self._thread: threading.Thread | None = None
+        self._running: Any = None
 
     def start(self) -> None:
-        """Start the process, and the thread that watches it."""
-        self.process = self._spawn()
+        """Start the process and wait until its loop runs (so a worker that says it is ready polls), then
+        the thread that watches it."""
+        self.process = self._spawn(wait=True)
         self._thread = threading.Thread(target=self._watch, name="aj-poll-keeper", daemon=True)
         self._thread.start()
 
@@ -91,12 +99,17 @@ class Keeper:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _spawn(self) -> BaseProcess:
-        proc = multiprocessing.get_context("spawn").Process(
-            target=self.target, args=(Parent.of_this_process(), *self.args), name="aj-poll-loop", daemon=True
-        )
+    def _spawn(self, wait: bool = False) -> BaseProcess:
+        spawn = multiprocessing.get_context("spawn")
+        # Held here for the child's life: the child opens the event's semaphore after it starts, and a
+        # semaphore nobody in the parent holds any more is gone by then.
+        self._running = spawn.Event()
+        parent = Parent.of_this_process(self._running)
+        proc = spawn.Process(target=self.target, args=(parent, *self.args), name="aj-poll-loop", daemon=True)
         proc.start()
         log.info("poll loop started in process %s", proc.pid)
+        if wait and not _until_running(proc, self._running):
+            log.warning("the poll loop's process %s is not running yet; the worker goes on", proc.pid)
         return proc
 
     def _watch(self) -> None:
@@ -114,6 +127,15 @@ class Keeper:
                     return
                 self.process = self._spawn()
             delay = min(delay * 2, RESTART_MAX_S)
+
+
+def _until_running(proc: BaseProcess, running: Any) -> bool:
+    """Wait until the child's loop runs (True), the child exits, or `READY_WAIT_S` pass."""
+    deadline = time.monotonic() + READY_WAIT_S
+    while not running.wait(0.1):
+        if not proc.is_alive() or time.monotonic() > deadline:
+            return False
+    return True
 
 
 def stop_event(parent: Parent) -> threading.Event:

@@ -44,11 +44,13 @@ def test_a_run_job_ends_with_the_poll_loop_in_its_own_process_or_a_thread(
     # Then it completes either way, polled by the loop where the setting put it
     assert record.status == JobStatus.COMPLETED, record.error
     assert len(poll_processes(handle.proc.pid)) == (1 if in_process == "true" else 0)
-    # ...and a loop in its own process logs into the worker's log file, as the worker does
+    # ...and a loop in its own process logs into the worker's log file, as the worker does, and runs
+    # before the worker says it is ready (a worker that says so polls)
     if in_process == "true":
-        assert re.search(r"INFO/aj-poll-loop\] poll loop of w1@\S+ running", handle.log.read_text()), (
-            handle.log.read_text()
-        )
+        log = handle.log.read_text()
+        running = re.search(r"INFO/aj-poll-loop\] poll loop of w1@\S+ running", log)
+        assert running is not None, log
+        assert running.start() < log.index("ready."), log
 
 
 def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable[..., WorkerProcess]) -> None:
