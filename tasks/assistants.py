@@ -126,24 +126,30 @@ class AssistantsBackend:
             completed_at=body.get("completed_at"),
         )
 
-    def result(self, client: openai.OpenAI, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
-        """The messages this run wrote: their text, annotations and file ids."""
-        api = beta(client)
+    async def result(self, api: AsyncApi, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
+        """The messages this run wrote: their text, annotations and file ids (every page of them)."""
         remote = record.remote
         texts: list[str] = []
         annotations: list[dict[str, Any]] = []
         file_ids: list[str] = []
-        page = api.threads.messages.list(remote["thread_id"], run_id=remote["run_id"], order="asc", limit=100)
-        for message in page:
-            if message.role != "assistant":
-                continue
-            for part in message.content:
-                if part.type == "text":
-                    texts.append(part.text.value)
-                    annotations.extend(_annotation(a.model_dump()) for a in part.text.annotations)
-                elif part.type == "image_file":
-                    file_ids.append(part.image_file.file_id)
-            file_ids.extend(a.file_id for a in message.attachments or [] if a.file_id)
+        path = f"/threads/{remote['thread_id']}/messages"
+        params = {"run_id": str(remote["run_id"]), "order": "asc", "limit": "100"}
+        while True:
+            page = await api.get(path, params)
+            messages: list[dict[str, Any]] = page.get("data") or []
+            for message in messages:
+                if message.get("role") != "assistant":
+                    continue
+                for part in message.get("content") or []:
+                    if part.get("type") == "text":
+                        texts.append(part["text"]["value"])
+                        annotations.extend(_annotation(a) for a in part["text"].get("annotations") or [])
+                    elif part.get("type") == "image_file":
+                        file_ids.append(part["image_file"]["file_id"])
+                file_ids.extend(a["file_id"] for a in message.get("attachments") or [] if a.get("file_id"))
+            if not (page.get("has_more") and messages):
+                break
+            params = {**params, "after": str(messages[-1]["id"])}
         return {"text": "\n\n".join(texts), "annotations": annotations, "file_ids": file_ids}
 
     def submit_outputs(

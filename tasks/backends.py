@@ -68,7 +68,7 @@ class Backend(Protocol):
         """Read a retrieved body (pure)."""
         ...
 
-    def result(self, client: openai.OpenAI, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
+    async def result(self, api: AsyncApi, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
         """What the run produced: text, annotations, file ids (no remote ids)."""
         ...
 

@@ -101,7 +101,7 @@ class ResponsesBackend:
             output=output,
         )
 
-    def result(self, client: openai.OpenAI, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
+    async def result(self, api: AsyncApi, record: JobRecord, snap: Snapshot) -> dict[str, Any]:
         """Text, annotations and file ids of the final response's message items (no extra request)."""
         texts: list[str] = []
         annotations: list[dict[str, Any]] = []

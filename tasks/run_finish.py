@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import openai
@@ -23,8 +26,10 @@ from tasks.run_flow import (
     watched,
 )
 from tasks.steps import (
+    Guard,
     Services,
     cancel_end,
+    each_async,
     ended_by_poll,
     retry_or_fail,
 )
@@ -35,9 +40,41 @@ from worker.errors import classify, rate_limit_wait_of
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Completing:
+    """A job whose run completed, waiting for its result to be fetched."""
+
+    record: JobRecord
+    backend: Backend
+    snap: Snapshot
+    body: dict[str, Any]
+
+
 def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
     """Act on what a poll saw: finish, wait for tool outputs, answer them, or keep polling."""
-    record = svc.store.jobs.get(job_id)
+    advance_many(svc, {job_id: body}, lambda _, step: step())
+
+
+def advance_many(svc: Services, bodies: Mapping[str, dict[str, Any]], guard: Guard) -> None:
+    """`advance` for several jobs as one group: their records are read in one round trip, and the results
+    of the runs that completed (an Assistants run's messages) are fetched all at once on the lean API path,
+    so a batch of ends costs about one request's wait, not one a job."""
+    completing: list[Completing] = []
+    records = svc.store.jobs.get_many(list(bodies))
+    for (job_id, body), record in zip(bodies.items(), records, strict=True):
+        guard(job_id, partial(_advance, svc, job_id, record, body, completing))
+    results = each_async(svc, completing, lambda api, done: done.backend.result(api, done.record, done.snap))
+    for done, got in zip(completing, results, strict=True):
+        guard(done.record.id, partial(_complete, svc, done, got))
+
+
+def _advance(
+    svc: Services,
+    job_id: str,
+    record: JobRecord | None,
+    body: dict[str, Any],
+    completing: list[Completing],
+) -> None:
     if record is None or record.status.ended:
         svc.store.schedule.remove(job_id)
         return
@@ -51,10 +88,24 @@ def advance(svc: Services, job_id: str, body: dict[str, Any]) -> None:
             poll_soon(svc, record, backend, compute_delay(0, svc.policy))
         elif snap.status == "requires_action":
             _tool_calls(svc, record, request, backend, snap)
+        elif snap.status == "completed":
+            completing.append(Completing(record, backend, snap, body))
         else:
             _finish(svc, record, backend, snap, body.get("learnt_by"))
     except openai.OpenAIError as exc:
         retry_or_fail(svc, record, exc, task_name(c.TASK_FINISH), [job_id, body], failer(svc, job_id))
+
+
+def _complete(svc: Services, done: Completing, got: dict[str, Any] | BaseException) -> None:
+    """Finish a completed run with its fetched result; a failed fetch is retried like any finish."""
+    job_id = done.record.id
+    if isinstance(got, openai.OpenAIError):
+        args = [job_id, done.body]
+        retry_or_fail(svc, done.record, got, task_name(c.TASK_FINISH), args, failer(svc, job_id))
+    elif isinstance(got, BaseException):
+        raise got
+    else:
+        _finish(svc, done.record, done.backend, done.snap, done.body.get("learnt_by"), got)
 
 
 def _usage(record: JobRecord, backend: Backend, snap: Snapshot) -> Usage | None:
@@ -64,15 +115,20 @@ def _usage(record: JobRecord, backend: Backend, snap: Snapshot) -> Usage | None:
 
 
 def _finish(
-    svc: Services, record: JobRecord, backend: Backend, snap: Snapshot, learnt_by: str | None = None
+    svc: Services,
+    record: JobRecord,
+    backend: Backend,
+    snap: Snapshot,
+    learnt_by: str | None,
+    result: dict[str, Any] | None = None,
 ) -> None:
+    """End the job as its run ended; ``result`` is what a completed run produced (`Backend.result`)."""
     common: dict[str, Any] = {"usage": _usage(record, backend, snap)}
     if learnt_by is not None:
         common["end_learnt_by"] = learnt_by
         _learnt(svc, record, backend, learnt_by)
     status = snap.status
     if status == "completed":
-        result = backend.result(svc.client, record, snap)
         end(svc, record.id, JobStatus.COMPLETED, result=result, **common)
     elif status == "cancelled":
         reason = str(record.remote.get("cancel_reason") or "requested")

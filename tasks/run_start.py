@@ -3,10 +3,9 @@ run under the job's step lease, schedule the first poll; and create again a resp
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -32,14 +31,15 @@ from tasks.run_flow import (
     task_name,
 )
 from tasks.steps import (
+    Guard,
     Services,
     after_lease,
     deadline_error,
     defer,
+    each_async,
     retry_or_fail,
 )
 from worker import constants as c
-from worker.async_api import AsyncApi
 from worker.backoff import compute_delay
 from worker.polls import TaskDue
 from worker.store.threads import Turn
@@ -61,11 +61,6 @@ class Starting:
     def id(self) -> str:
         """The job's id."""
         return self.record.id
-
-
-Guard = Callable[[str, Callable[[], None]], None]
-"""``guard(job_id, step)`` runs one job's step so that an unexpected error ends that job alone
-(`tasks.base.each_job`)."""
 
 
 def start_many(svc: Services, job_ids: Sequence[str], guard: Guard) -> None:
@@ -146,7 +141,7 @@ def _begin_all(svc: Services, group: list[Starting], guard: Guard) -> list[Start
 def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
     """Create the threads or conversations the group's runs need (at once) and record their ids before
     any run is created there, so a retried start reuses them; the jobs still to create."""
-    outcomes = _each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
+    outcomes = each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
     created = {s.id: got for s, got in zip(group, outcomes, strict=True) if isinstance(got, dict) and got}
     saved = _save_remote(svc, created) if created else {}
     if created:
@@ -173,7 +168,7 @@ def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Sta
 
 def _create_all(svc: Services, group: list[Starting], guard: Guard) -> None:
     """Create the group's runs (at once), record their ids and schedule their first polls."""
-    outcomes = _each_async(
+    outcomes = each_async(
         svc, group, lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created)
     )
     pairs = zip(group, outcomes, strict=True)
@@ -201,20 +196,6 @@ def _save_remote(svc: Services, ids: dict[str, dict[str, Any]], **fields: Any) -
         return lambda r: r.model_copy(update={"remote": {**r.remote, **updates}, **fields})
 
     return svc.store.jobs.update_many({job_id: merged(u) for job_id, u in ids.items()}).records
-
-
-def _each_async(
-    svc: Services, group: list[Starting], call: Callable[[AsyncApi, Starting], Awaitable[dict[str, Any]]]
-) -> list[dict[str, Any] | BaseException]:
-    """``call`` for each job of the group, all in flight at once on the lean API path; each one's answer
-    or the exception it raised."""
-    if not group:
-        return []
-
-    async def all_of(api: AsyncApi) -> list[dict[str, Any] | BaseException]:
-        return await asyncio.gather(*(call(api, s) for s in group), return_exceptions=True)
-
-    return svc.api.run(all_of)
 
 
 def _create_failed(svc: Services, s: Starting, exc: BaseException) -> None:

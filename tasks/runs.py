@@ -55,11 +55,11 @@ def finish(job_id: str, body: dict[str, Any]) -> None:
 
 @shared_task(name=c.TASK_FINISH_MANY.format(kind=KIND), base=RunTask)
 def finish_many(items: list[tuple[str, dict[str, Any]]]) -> None:
-    """`finish` for several jobs. A Redis hiccup retries the whole batch, which is safe: a job already
-    finished is left as it is. Any other error is one job's: it ends failed and the others still finish."""
+    """`finish` for several jobs as one group (`run_finish.advance_many`). A Redis hiccup retries the whole
+    batch, which is safe: a job already finished is left as it is. Any other error is one job's: it ends
+    failed and the others still finish."""
     svc = services()
-    bodies = dict(items)
-    each_job(svc, list(bodies), lambda j: run_finish.advance(svc, j, bodies[j]), run_flow.fail)
+    run_finish.advance_many(svc, dict(items), lambda j, step: guard(svc, j, step))
 
 
 @shared_task(name=c.TASK_TOOL_OUTPUTS.format(kind=KIND), base=RunTask)

@@ -3,15 +3,16 @@ schedule, retrying a step whose API call failed, and how a cancel reason ends a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 
 from schemas.job import JobError, JobRecord, JobStatus
 from tasks.tools import Tools
-from worker.async_api import ApiLoop
+from worker.async_api import ApiLoop, AsyncApi
 from worker.backoff import PollPolicy, error_delay, policy_of
 from worker.dispatch import Dispatcher
 from worker.errors import classify, rate_limit_wait_of, retry_after_of
@@ -41,6 +42,27 @@ class Services:
     def send(self, task: str, args: list[Any]) -> None:
         """Send a Celery task through the outbox (see `worker.dispatch`)."""
         self.dispatcher.send(task, args)
+
+
+T = TypeVar("T")
+
+Guard = Callable[[str, Callable[[], None]], None]
+"""``guard(job_id, step)`` runs one job's step of a group so that an unexpected error ends that job alone
+(`tasks.base.each_job`)."""
+
+
+def each_async(
+    svc: Services, items: Sequence[T], call: Callable[[AsyncApi, T], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any] | BaseException]:
+    """``call`` for each item, all in flight at once on the lean API path; each one's answer or the
+    exception it raised, in order."""
+    if not items:
+        return []
+
+    async def all_of(api: AsyncApi) -> list[dict[str, Any] | BaseException]:
+        return await asyncio.gather(*(call(api, item) for item in items), return_exceptions=True)
+
+    return svc.api.run(all_of)
 
 
 def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) -> None:

@@ -57,6 +57,23 @@ def test_a_plain_question_completes_with_text_and_usage(
     assert harness.events_of(ref.id) == ["job.queued", "job.started", "job.completed"]
 
 
+def test_runs_that_end_together_finish_together_each_with_its_own_answer(
+    harness: Harness, ask: Ask, emulator: EmulatorHandle, backend: str
+) -> None:
+    # Given thirty questions whose runs all last the same second, so their ends are handed over together
+    set_durations(emulator, 1.0)
+    refs = harness.jobs.submit_many([ask(f"question <{i}>") for i in range(30)])
+    # When they run
+    records = harness.run(*[r.id for r in refs])
+    # Then each completes with the answer to its own question (the group's results are not crossed), and an
+    # Assistants run's messages were listed once a job
+    for i, record in enumerate(records):
+        assert record.status == JobStatus.COMPLETED, record.error
+        assert record.result is not None and f"question <{i}>" in record.result["text"], (i, record.result)
+    listed = emulator.counters()["requests"].get("GET /v1/threads/{thread_id}/messages", 0)
+    assert listed == (30 if backend == "assistants" else 0)
+
+
 def test_fifty_jobs_on_one_thread_run_in_submission_order(
     harness: Harness, ask: Ask, new_thread: NewThread, emulator: EmulatorHandle
 ) -> None:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from tasks.backends import Snapshot
 from tasks.responses import ResponsesBackend
 
 ASSISTANTS, RESPONSES = AssistantsBackend(), ResponsesBackend()
+MESSAGE_IDS = itertools.count(1)
 
 
 def record(status: JobStatus = JobStatus.RUNNING, **remote: Any) -> JobRecord:
@@ -73,7 +75,7 @@ def message(
     """A thread message as the SDK returns it."""
     return Message.model_validate(
         {
-            "id": "msg_1",
+            "id": f"msg_{next(MESSAGE_IDS)}",
             "assistant_id": "asst_1",
             "attachments": attachments or [],
             "completed_at": 1,
@@ -111,26 +113,34 @@ def test_a_run_s_result_is_the_text_annotations_and_files_of_the_assistant_messa
             attachments=[{"file_id": "file_attached", "tools": []}],
         ),
     ]
-    asked: list[tuple[Any, ...]] = []
+    ids = [m.id for m in messages]
+    pages = [messages[:2], messages[2:]]  # the run wrote more than one page: every page is read
+    asked: list[tuple[str, dict[str, str]]] = []
 
-    def list_messages(thread_id: str, **params: Any) -> list[Message]:
-        asked.append((thread_id, params))
-        return messages
+    class Api:
+        async def get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+            asked.append((path, params))
+            page = pages[len(asked) - 1]
+            data = [m.model_dump(mode="json") for m in page]
+            return {"object": "list", "data": data, "has_more": page is pages[0]}
 
-    client = SimpleNamespace(
-        beta=SimpleNamespace(threads=SimpleNamespace(messages=SimpleNamespace(list=list_messages)))
-    )
-    result = ASSISTANTS.result(
-        client,  # type: ignore[arg-type]
-        record(thread_id="thread_1", run_id="run_1"),
-        Snapshot(status="completed"),
+    result = asyncio.run(
+        ASSISTANTS.result(
+            Api(),  # type: ignore[arg-type]
+            record(thread_id="thread_1", run_id="run_1"),
+            Snapshot(status="completed"),
+        )
     )
     assert result == {
         "text": "First\n\nSecond",
         "annotations": [{"type": "file_citation", "file_id": "file_cited", "index": 17}],
         "file_ids": ["file_image", "file_attached"],
     }
-    assert asked == [("thread_1", {"run_id": "run_1", "order": "asc", "limit": 100})]
+    first = {"run_id": "run_1", "order": "asc", "limit": "100"}
+    assert asked == [
+        ("/threads/thread_1/messages", first),
+        ("/threads/thread_1/messages", {**first, "after": ids[1]}),
+    ]
 
 
 # --- responses: a background response ----------------------------------------------------------
@@ -175,7 +185,8 @@ def test_a_response_s_result_is_its_message_text_with_annotations_and_container_
         text_item({"type": "output_text", "text": "is the capital", "annotations": []}),
     ]
     snap = RESPONSES.snapshot({"status": "completed", "output": output})
-    assert RESPONSES.result(None, record(), snap) == {  # type: ignore[arg-type]  # no request is made
+    result = asyncio.run(RESPONSES.result(None, record(), snap))  # type: ignore[arg-type]  # no request
+    assert result == {
         "text": "Paris\n\nis the capital",
         "annotations": [
             {"type": "file_citation", "file_id": "file_cited", "index": 5},
