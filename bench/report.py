@@ -16,6 +16,9 @@ S1_RERUNS = {
     "faster-starts-shared-cores": "with the faster starts",
     "poll-process": "with the poll loop in a process of its own",
     "poll-process-shared-cores": "with the poll loop in a process of its own",
+    "grouped-finish-ab-before": "just before the grouped finish (A/B, the commit before)",
+    "grouped-finish-ab-after": "with the grouped finish (A/B, right after the run before)",
+    "grouped-finish-shared-cores": "with the grouped finish",
 }
 """The folders (under the results) of S1 at 10,000 run again after a change, and the change."""
 SEED_REQUESTS_AT_1000 = 22.7
