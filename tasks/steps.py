@@ -30,7 +30,8 @@ class Services:
     client: openai.OpenAI
     """The SDK, for every call that is not made by the thousand."""
     api: ApiLoop
-    """The lean async path (`worker.async_api`), for the calls that are: the starts' creates."""
+    """The lean async path (`worker.async_api`), for the calls that are: the starts' creates, the finishes'
+    results."""
     dispatcher: Dispatcher
     tools: Tools
 

@@ -1,6 +1,6 @@
 """The lean HTTP path to the API: an aiohttp session for the calls made by the thousand (the poll loop's
-retrieves, the starts' creates), counted like the SDK's requests, and for creates the SDK's own error
-semantics.
+retrieves, the starts' creates, the finishes' message lists), counted like the SDK's requests, and for
+those the SDK's own error semantics.
 
 Why not the SDK here: a create through ``openai.OpenAI`` costs about 1.5 ms of CPU (its httpx2 stack and
 models), an aiohttp POST with an orjson body about a tenth of that (``bench/start_cost.py``); at hundreds
