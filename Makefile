@@ -45,7 +45,7 @@ lint: $(STAMP)
 
 # tests/deploy/ runs in deploy-check, alone: its stacks of ten processes would crowd the timing of the rest.
 pytest: bytecode
-	$(BIN)/pytest -q -n 3 --ignore=tests/deploy
+	$(BIN)/pytest -q -n 3 --maxschedchunk=1 --ignore=tests/deploy
 
 emulator: $(STAMP)
 	$(BIN)/python -m emulator --port $${PORT:-8765}

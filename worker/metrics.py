@@ -67,6 +67,8 @@ class ApiCounts:
         self.counters = counters
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        """Held by a flush from taking the counts to having written them: a flush waits for one under way."""
         self._pid = 0
 
     def add(self, method: str, path: str, result: str) -> None:
@@ -78,16 +80,19 @@ class ApiCounts:
                 threading.Thread(target=self._flush_forever, name="aj-metrics", daemon=True).start()
 
     def flush(self) -> None:
-        """Add the counts so far to Redis and start again from zero."""
-        with self._lock:
-            counts, self._counts = self._counts, Counter()
-        if not counts:
-            return
-        try:
-            self.counters.add(counts)
-        except redis.RedisError:
-            with self._lock:  # keep them for the next flush
-                self._counts.update(counts)
+        """Add the counts so far to Redis and start again from zero. Returns once they are written (or kept
+        for the next flush), those of the daemon's flush under way included: a process that flushes as it
+        stops loses none of them."""
+        with self._sending:
+            with self._lock:
+                counts, self._counts = self._counts, Counter()
+            if not counts:
+                return
+            try:
+                self.counters.add(counts)
+            except redis.RedisError:
+                with self._lock:  # keep them for the next flush
+                    self._counts.update(counts)
 
     def _flush_forever(self) -> None:
         while True:

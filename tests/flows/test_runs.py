@@ -93,6 +93,7 @@ def test_fifty_jobs_on_one_thread_run_in_submission_order(
     assert "400" not in emulator.counters()["statuses"], "the API refused a run for an active one"
 
 
+@pytest.mark.slow
 def test_two_hundred_jobs_survive_a_storm_of_429s_503s_and_drops(
     harness: Harness, ask: Ask, new_thread: NewThread, emulator: EmulatorHandle, backend: str
 ) -> None:

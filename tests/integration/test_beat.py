@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import WorkerProcess
 
 from schemas.job import JobKind
@@ -35,6 +36,7 @@ def sweeps(jobs: Jobs, since: float = 0.0) -> Counter[str]:
     return fired
 
 
+@pytest.mark.slow
 def test_two_beats_fire_each_sweep_once_a_period(
     jobs: Jobs,
     worker: Callable[..., WorkerProcess],

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_tiny_bench_writes_one_figure_per_contender(tmp_path: Path) -> None:
     # Given a scratch results directory

@@ -101,6 +101,7 @@ def test_ajobs_worker_beside_an_application_s_tasks_py_runs_a_job_to_the_end(
     assert re.search(r"INFO/MainProcess\] poll loop started in process \d+", log.read_text()), log.read_text()
 
 
+@pytest.mark.slow
 def test_ajobs_beat_fires_the_sweeps_a_worker_runs(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ajobs: Start, tmp_path: Path
 ) -> None:

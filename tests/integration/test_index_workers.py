@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import WorkerProcess, wait_for, write_files
 
 from emulator.server import EmulatorHandle
@@ -21,6 +22,7 @@ from worker.client import Jobs
 StartWorker = Callable[..., WorkerProcess]
 
 
+@pytest.mark.slow
 def test_local_files_are_uploaded_once_even_when_the_worker_dies_half_way(
     jobs: Jobs, worker: StartWorker, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:

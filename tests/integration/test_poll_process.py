@@ -53,6 +53,7 @@ def test_a_run_job_ends_with_the_poll_loop_in_its_own_process_or_a_thread(
         assert running.start() < log.index("ready."), log
 
 
+@pytest.mark.slow
 def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable[..., WorkerProcess]) -> None:
     # Given a worker and its poll loop's process
     handle = worker()

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 from helpers import WorkerProcess
 
@@ -60,6 +61,7 @@ def quarantined_metric(client: redis.Redis) -> float | None:
     return registry(store, follow_events=False).get_sample_value("aj_quarantined_messages")
 
 
+@pytest.mark.slow
 def test_malformed_envelopes_are_set_aside_and_the_worker_runs_the_next_job(
     jobs: Jobs, worker: Callable[..., WorkerProcess], redis_client: redis.Redis
 ) -> None:

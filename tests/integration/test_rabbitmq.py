@@ -129,6 +129,7 @@ def test_a_run_an_index_and_a_clean_up_job_end_to_end_through_rabbitmq(
     assert not list(redis_client.scan_iter("_kombu*"))
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_start_has_its_message_redelivered_at_once_with_no_second_run(
     queues: dict[str, str],
     redis_url: str,

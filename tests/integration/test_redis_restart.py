@@ -93,6 +93,7 @@ def test_beats_survive_a_redis_restart_and_the_sweeps_fire_again(
     assert holder.poll() is None
 
 
+@pytest.mark.slow
 def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
     aof_redis: RedisServer,
     store: Store,

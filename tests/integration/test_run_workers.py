@@ -20,6 +20,7 @@ from schemas.job import JobStatus
 from worker.client import Jobs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["assistants"])  # poll leases are the same for every backend
 def test_a_killed_worker_s_polls_are_finished_by_another(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
@@ -41,6 +42,7 @@ def test_a_killed_worker_s_polls_are_finished_by_another(
     assert created_per_job(emulator, backend) == {r.id: 1 for r in refs}
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_start_is_recovered_without_a_second_run(
     jobs: Jobs, worker: Callable[..., WorkerProcess], ask: Ask, emulator: EmulatorHandle, backend: str
 ) -> None:

@@ -73,6 +73,7 @@ def flower_pages(port: int) -> str:
     return "\n".join(pages)
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_a_log_redis_or_flower_down_every_failure_path(
     guarded: RedisServer,
     env: dict[str, str],
