@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -29,6 +30,7 @@ from celery import Celery
 from schemas.job import JobRecord, JobStatus
 from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
+from worker import metrics
 from worker.client import Jobs
 from worker.metrics import flush_process
 from worker.poller import Poller, PollSession
@@ -219,6 +221,12 @@ def reset_process_caches() -> None:
         store().redis.close()
     for cached in (get_settings, store, openai_client, rate_gate, api_loop, services):
         cached.cache_clear()
+    # This process's API counts are bound to the store of the first test that counted (a process has one
+    # Redis in production): write what they hold there, and from now on into this test's Redis.
+    counts = metrics._COUNTS.get(os.getpid())
+    if counts is not None:
+        counts.flush()
+        counts.counters = store().counters
 
 
 @contextlib.contextmanager
