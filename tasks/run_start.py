@@ -32,6 +32,7 @@ from tasks.run_flow import (
 )
 from tasks.steps import (
     Guard,
+    Outcomes,
     Services,
     after_lease,
     deadline_error,
@@ -141,18 +142,13 @@ def _begin_all(svc: Services, group: list[Starting], guard: Guard) -> list[Start
 def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
     """Create the threads or conversations the group's runs need (at once) and record their ids before
     any run is created there, so a retried start reuses them; the jobs still to create."""
-    outcomes = each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
-    created = {s.id: got for s, got in zip(group, outcomes, strict=True) if isinstance(got, dict) and got}
-    saved = _save_remote(svc, created) if created else {}
-    if created:
-        svc.store.inventory.record_created_many(created.values())
-        # A thread this job created: hold it, so later jobs on it queue behind this one.
-        held = [
-            (str(ids.get("thread_id") or ids.get("conversation_id")), s.id)
-            for s in group
-            if (ids := created.get(s.id)) and s.backend.lock_key(s.request, {}) is None
-        ]
-        svc.store.threads.acquire_many(held, RunStrategy.ENQUEUE.value)
+    outcomes = each_async(
+        svc,
+        group,
+        lambda api, s: s.backend.prepare(api, s.record, s.request),
+        on_interrupt=lambda got: _record_prepared(svc, group, got),
+    )
+    created, saved = _record_prepared(svc, group, outcomes)
     ready = []
     for s, got in zip(group, outcomes, strict=True):
         if isinstance(got, BaseException):
@@ -166,11 +162,40 @@ def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Sta
     return ready
 
 
+def _record_prepared(
+    svc: Services, group: list[Starting], outcomes: Outcomes
+) -> tuple[dict[str, dict[str, Any]], dict[str, JobRecord]]:
+    """Record the ids of the threads or conversations created for the group, in the inventory too, and
+    hold those threads; what was created and the records written."""
+    created = {s.id: got for s, got in zip(group, outcomes, strict=True) if isinstance(got, dict) and got}
+    saved = _save_remote(svc, created) if created else {}
+    if created:
+        svc.store.inventory.record_created_many(created.values())
+        # A thread this job created: hold it, so later jobs on it queue behind this one.
+        held = [
+            (str(ids.get("thread_id") or ids.get("conversation_id")), s.id)
+            for s in group
+            if (ids := created.get(s.id)) and s.backend.lock_key(s.request, {}) is None
+        ]
+        svc.store.threads.acquire_many(held, RunStrategy.ENQUEUE.value)
+    return created, saved
+
+
 def _create_all(svc: Services, group: list[Starting], guard: Guard) -> None:
-    """Create the group's runs (at once), record their ids and schedule their first polls."""
+    """Create the group's runs (at once), record their ids and schedule their first polls. A task
+    interrupted while the creates are in flight still records those that were made (`each_async`)."""
     outcomes = each_async(
-        svc, group, lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created)
+        svc,
+        group,
+        lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created),
+        on_interrupt=lambda got: _record_created(svc, group, got, guard),
     )
+    _record_created(svc, group, outcomes, guard)
+
+
+def _record_created(svc: Services, group: list[Starting], outcomes: Outcomes, guard: Guard) -> None:
+    """Record the runs created for the group and schedule their first polls; a job whose create failed
+    goes the way a failed start goes."""
     pairs = zip(group, outcomes, strict=True)
     created = {s.id: {**got, "creating": False} for s, got in pairs if isinstance(got, dict)}
     saved = _save_remote(svc, created, retries=0) if created else {}

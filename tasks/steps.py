@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
+from celery.exceptions import SoftTimeLimitExceeded
 
 from schemas.job import JobError, JobRecord, JobStatus
 from tasks.tools import Tools
@@ -52,18 +53,36 @@ Guard = Callable[[str, Callable[[], None]], None]
 (`tasks.base.each_job`)."""
 
 
+Outcomes = list[dict[str, Any] | BaseException]
+"""Each call's answer or the exception it raised, in the order of the items."""
+
+
 def each_async(
-    svc: Services, items: Sequence[T], call: Callable[[AsyncApi, T], Awaitable[dict[str, Any]]]
-) -> list[dict[str, Any] | BaseException]:
-    """``call`` for each item, all in flight at once on the lean API path; each one's answer or the
-    exception it raised, in order."""
+    svc: Services,
+    items: Sequence[T],
+    call: Callable[[AsyncApi, T], Awaitable[dict[str, Any]]],
+    on_interrupt: Callable[[Outcomes], object] | None = None,
+) -> Outcomes:
+    """``call`` for each item, all in flight at once on the lean API path; their `Outcomes`.
+
+    The calls go on in the loop's thread even when the task is interrupted while it waits for them (its
+    soft time limit), and a create among them may succeed on the server all the same. With
+    ``on_interrupt`` the task then waits for them (its hard time limit bounds the wait), hands their
+    outcomes to it (to record what was created, so the retried task does not create it again), and is
+    interrupted after that."""
     if not items:
         return []
 
-    async def all_of(api: AsyncApi) -> list[dict[str, Any] | BaseException]:
+    async def all_of(api: AsyncApi) -> Outcomes:
         return await asyncio.gather(*(call(api, item) for item in items), return_exceptions=True)
 
-    return svc.api.run(all_of)
+    future = svc.api.submit(all_of)
+    try:
+        return future.result()
+    except SoftTimeLimitExceeded:
+        if on_interrupt is not None:
+            on_interrupt(future.result())
+        raise
 
 
 def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) -> None:

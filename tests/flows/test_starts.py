@@ -5,6 +5,8 @@ many jobs creates exactly one remote run or response for each."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,13 +14,14 @@ from typing import Any
 import openai
 import pytest
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from harness import Harness
 from helpers import Ask, created_per_job
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from worker import constants as c
-from worker.async_api import ApiLoop
+from worker.async_api import ApiLoop, AsyncApi
 from worker.metrics import ApiCounts
 from worker.rate_gate import RateGate
 from worker.settings import Settings
@@ -155,3 +158,36 @@ def test_many_jobs_in_each_start_message_get_exactly_one_remote_run_each(
     assert harness.worker.ran.count("aj.run.start") == math.ceil(250 / c.SUBMIT_CHUNK)
     assert {r.status for r in records} == {JobStatus.COMPLETED}
     assert created_per_job(emulator, backend) == {r.id: 1 for r in refs}
+
+
+@pytest.mark.parametrize("backend", ["responses"])  # the Responses API cannot look a response up after
+def test_a_start_cut_off_by_its_soft_time_limit_mid_create_records_what_was_made_and_creates_no_more(
+    harness: Harness, ask: Ask, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a start whose soft time limit strikes (the signal billiard sends, raising in the task's thread)
+    # once the server has made the first of its responses and before the task has read the answers
+    interrupted: list[str] = []
+    post = AsyncApi.post
+
+    async def post_then_interrupt(self: AsyncApi, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = await post(self, path, body)
+        if path == "/responses" and not interrupted:
+            interrupted.append(answer["id"])
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return answer
+
+    def soft_time_limit(*_: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(AsyncApi, "post", post_then_interrupt)
+    previous = signal.signal(signal.SIGUSR1, soft_time_limit)
+    try:
+        refs = harness.jobs.submit_many([ask(f"question {i}") for i in range(3)])
+        # When it is interrupted, retried and run to the end
+        records = harness.run(*[r.id for r in refs])
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    # Then it was interrupted mid-create, and still every job completed with the one response made for it
+    assert interrupted
+    assert [r.status for r in records] == [JobStatus.COMPLETED] * 3
+    assert created_per_job(emulator, "responses") == {r.id: 1 for r in refs}
