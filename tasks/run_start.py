@@ -39,6 +39,7 @@ from tasks.steps import (
     defer,
     each_async,
     retry_or_fail,
+    soft_limit_held,
 )
 from worker import constants as c
 from worker.backoff import compute_delay
@@ -142,13 +143,9 @@ def _begin_all(svc: Services, group: list[Starting], guard: Guard) -> list[Start
 def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
     """Create the threads or conversations the group's runs need (at once) and record their ids before
     any run is created there, so a retried start reuses them; the jobs still to create."""
-    outcomes = each_async(
-        svc,
-        group,
-        lambda api, s: s.backend.prepare(api, s.record, s.request),
-        on_interrupt=lambda got: _record_prepared(svc, group, got),
-    )
-    created, saved = _record_prepared(svc, group, outcomes)
+    with soft_limit_held():
+        outcomes = each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
+        created, saved = _record_prepared(svc, group, outcomes)
     ready = []
     for s, got in zip(group, outcomes, strict=True):
         if isinstance(got, BaseException):
@@ -182,15 +179,13 @@ def _record_prepared(
 
 
 def _create_all(svc: Services, group: list[Starting], guard: Guard) -> None:
-    """Create the group's runs (at once), record their ids and schedule their first polls. A task
-    interrupted while the creates are in flight still records those that were made (`each_async`)."""
-    outcomes = each_async(
-        svc,
-        group,
-        lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created),
-        on_interrupt=lambda got: _record_created(svc, group, got, guard),
-    )
-    _record_created(svc, group, outcomes, guard)
+    """Create the group's runs (at once), record their ids and schedule their first polls; the task's soft
+    time limit waits for the ids to be recorded (`soft_limit_held`)."""
+    with soft_limit_held():
+        outcomes = each_async(
+            svc, group, lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created)
+        )
+        _record_created(svc, group, outcomes, guard)
 
 
 def _record_created(svc: Services, group: list[Starting], outcomes: Outcomes, guard: Guard) -> None:

@@ -4,7 +4,10 @@ schedule, retrying a step whose API call failed, and how a cancel reason ends a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,31 +61,39 @@ Outcomes = list[dict[str, Any] | BaseException]
 
 
 def each_async(
-    svc: Services,
-    items: Sequence[T],
-    call: Callable[[AsyncApi, T], Awaitable[dict[str, Any]]],
-    on_interrupt: Callable[[Outcomes], object] | None = None,
+    svc: Services, items: Sequence[T], call: Callable[[AsyncApi, T], Awaitable[dict[str, Any]]]
 ) -> Outcomes:
-    """``call`` for each item, all in flight at once on the lean API path; their `Outcomes`.
-
-    The calls go on in the loop's thread even when the task is interrupted while it waits for them (its
-    soft time limit), and a create among them may succeed on the server all the same. With
-    ``on_interrupt`` the task then waits for them (its hard time limit bounds the wait), hands their
-    outcomes to it (to record what was created, so the retried task does not create it again), and is
-    interrupted after that."""
+    """``call`` for each item, all in flight at once on the lean API path; their `Outcomes`."""
     if not items:
         return []
 
     async def all_of(api: AsyncApi) -> Outcomes:
         return await asyncio.gather(*(call(api, item) for item in items), return_exceptions=True)
 
-    future = svc.api.submit(all_of)
+    return svc.api.run(all_of)
+
+
+@contextlib.contextmanager
+def soft_limit_held() -> Iterator[None]:
+    """Hold a task's soft time limit off until the block is done, then raise it. For a block that makes
+    something on the server and records it: cut off between the two (or while the calls are in flight,
+    which go on in the lean path's thread regardless), the retried task would make it again. The hard time
+    limit still ends a block that runs on.
+
+    Celery's prefork pool announces the soft limit with SIGUSR1 (billiard's ``SIG_SOFT_TIMEOUT``), whose
+    handler runs in the task's thread, the process's main one; in any other thread there is no soft limit
+    to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    struck: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: struck.append(signum))
     try:
-        return future.result()
-    except SoftTimeLimitExceeded:
-        if on_interrupt is not None:
-            on_interrupt(future.result())
-        raise
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)
+    if struck:
+        raise SoftTimeLimitExceeded()
 
 
 def defer(svc: Services, job_id: str, task: str, args: list[Any], delay: float) -> None:

@@ -154,13 +154,9 @@ class ApiLoop:
 
     def run(self, work: Callable[[AsyncApi], Awaitable[T]]) -> T:
         """Run ``work(api)`` on the loop and wait for its result (or its exception)."""
-        return self.submit(work).result()
-
-    def submit(self, work: Callable[[AsyncApi], Awaitable[T]]) -> Future[T]:
-        """Start ``work(api)`` on the loop; its future. The work goes on in the loop's thread whatever
-        happens to the caller's."""
         loop, api = self._started()
-        return asyncio.run_coroutine_threadsafe(_awaited(work(api)), loop)
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_awaited(work(api)), loop)
+        return future.result()
 
     def _started(self) -> tuple[asyncio.AbstractEventLoop, AsyncApi]:
         with self._lock:
