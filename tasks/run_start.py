@@ -143,7 +143,7 @@ def _begin_all(svc: Services, group: list[Starting], guard: Guard) -> list[Start
 def _prepare_all(svc: Services, group: list[Starting], guard: Guard) -> list[Starting]:
     """Create the threads or conversations the group's runs need (at once) and record their ids before
     any run is created there, so a retried start reuses them; the jobs still to create."""
-    with soft_limit_held():
+    with soft_limit_held(svc.settings):
         outcomes = each_async(svc, group, lambda api, s: s.backend.prepare(api, s.record, s.request))
         created, saved = _record_prepared(svc, group, outcomes)
     ready = []
@@ -181,7 +181,7 @@ def _record_prepared(
 def _create_all(svc: Services, group: list[Starting], guard: Guard) -> None:
     """Create the group's runs (at once), record their ids and schedule their first polls; the task's soft
     time limit waits for the ids to be recorded (`soft_limit_held`)."""
-    with soft_limit_held():
+    with soft_limit_held(svc.settings):
         outcomes = each_async(
             svc, group, lambda api, s: s.backend.create(api, s.record, s.request, s.maybe_created)
         )

@@ -74,11 +74,14 @@ def each_async(
 
 
 @contextlib.contextmanager
-def soft_limit_held() -> Iterator[None]:
+def soft_limit_held(settings: Settings) -> Iterator[None]:
     """Hold a task's soft time limit off until the block is done, then raise it. For a block that makes
     something on the server and records it: cut off between the two (or while the calls are in flight,
-    which go on in the lean path's thread regardless), the retried task would make it again. The hard time
-    limit still ends a block that runs on.
+    which go on in the lean path's thread regardless), the retried task would make it again.
+
+    The hold lasts at most half the time between the soft and the hard limit; a block still running then
+    is interrupted where it is, as without the hold, so the hard limit (which kills the process and fails
+    the message's jobs) is never reached for it.
 
     Celery's prefork pool announces the soft limit with SIGUSR1 (billiard's ``SIG_SOFT_TIMEOUT``), whose
     handler runs in the task's thread, the process's main one; in any other thread there is no soft limit
@@ -86,13 +89,24 @@ def soft_limit_held() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    struck: list[int] = []
-    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: struck.append(signum))
+    grace = max(settings.task_time_limit - settings.task_soft_time_limit, 0) / 2
+    struck = threading.Event()
+    timer = threading.Timer(grace, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1))
+    timer.daemon = True
+
+    def on_soft_limit(_signum: int, _frame: object) -> None:
+        if struck.is_set():  # the grace is over
+            raise SoftTimeLimitExceeded()
+        struck.set()
+        timer.start()
+
+    previous = signal.signal(signal.SIGUSR1, on_soft_limit)
     try:
         yield
     finally:
+        timer.cancel()
         signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)
-    if struck:
+    if struck.is_set():
         raise SoftTimeLimitExceeded()
 
 

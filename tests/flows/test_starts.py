@@ -8,7 +8,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -162,9 +162,11 @@ def test_many_jobs_in_each_start_message_get_exactly_one_remote_run_each(
 
 @pytest.mark.parametrize("backend", ["responses"])  # the Responses API cannot look a response up after
 def test_a_start_cut_off_by_its_soft_time_limit_mid_create_records_what_was_made_and_creates_no_more(
-    harness: Harness, ask: Ask, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+    make_harness: Callable[..., Harness], ask: Ask, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a start whose soft time limit strikes (the signal billiard sends, raising in the task's thread)
+    # Given time limits far enough apart that the hold's grace (half the gap) outlasts a loaded host
+    harness = make_harness(AJ_TASK_SOFT_TIME_LIMIT="6", AJ_TASK_TIME_LIMIT="60", AJ_VISIBILITY_TIMEOUT="70")
+    # and a start whose soft time limit strikes (the signal billiard sends, raising in the task's thread)
     # once the server has made the first of its responses and before the task has read the answers
     interrupted: list[str] = []
     post = AsyncApi.post
