@@ -32,7 +32,6 @@ from tasks.index_poll import poll_batches
 from tasks.run_poll import poll_run
 from worker import metrics
 from worker.client import Jobs
-from worker.metrics import flush_process
 from worker.poller import Poller, PollSession
 from worker.polls import BatchPoll, RunPoll
 from worker.settings import Settings
@@ -221,8 +220,9 @@ def reset_process_caches() -> None:
         store().redis.close()
     for cached in (get_settings, store, openai_client, rate_gate, api_loop, services):
         cached.cache_clear()
-    # This process's API counts are bound to the store of the first test that counted (a process has one
-    # Redis in production): write what they hold there, and from now on into this test's Redis.
+    # This process's API counts go to Redis from a daemon thread every two seconds, into the store of the
+    # first test that counted (a process has one Redis in production): write what they hold now, and from
+    # now on into this test's Redis.
     counts = metrics._COUNTS.get(os.getpid())
     if counts is not None:
         counts.flush()
@@ -241,7 +241,4 @@ def harness_for(settings: Settings, clock: Clock) -> Iterator[Harness]:
     with Harness(settings, app, clock) as harness:
         yield harness
     app.close()
-    # The process's API counts go to Redis from a daemon thread every two seconds: write this test's now,
-    # or they land in a later test's emptied Redis.
-    flush_process()
-    reset_process_caches()
+    reset_process_caches()  # writes this test's API counts now, not into a later test's emptied Redis
