@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bytecode demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full chaos clean \
+.PHONY: bytecode demo test lint typecheck pytest emulator worker beat flower metrics browser bench bench-full chaos soak clean \
 	deploy-check deploy-smoke bench-redis
 
 # uv installs the project's dependencies several times faster than pip (13 s against 31-61 s from a
@@ -46,6 +46,12 @@ lint: $(STAMP)
 # tests/deploy/ runs in deploy-check, alone: its stacks of ten processes would crowd the timing of the rest.
 pytest: bytecode
 	$(BIN)/pytest -q -n 3 --maxschedchunk=1 --ignore=tests/deploy
+
+# The volume tests (marked soak) at their full size (not part of make test, where they run smaller): a
+# thousand jobs shared by three workers, two hundred through a Redis restart or an API storm, a hundred
+# through a Sentinel failover.
+soak: bytecode
+	$(BIN)/pytest -q -n 3 --maxschedchunk=1 --ignore=tests/deploy --soak -m soak
 
 emulator: $(STAMP)
 	$(BIN)/python -m emulator --port $${PORT:-8765}

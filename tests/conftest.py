@@ -38,6 +38,14 @@ TEST_ENV = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run the volume tests (marked soak) at their full size, as make soak does",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest first: the tests marked slow, then the other real-process ones (tests/integration), then the
     rest, each group in its collected order. xdist hands tests out in this order, so the long ones start
@@ -46,6 +54,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(
         key=lambda item: (item.get_closest_marker("slow") is None, "integration" not in item.path.parts)
     )
+
+
+@pytest.fixture
+def volume(request: pytest.FixtureRequest) -> Callable[[int, int], int]:
+    """``volume(suite, soak)``: how many jobs a volume test (marked soak) runs: ``suite`` in make test,
+    where the behaviour shows at that size, ``soak`` under ``--soak`` (make soak)."""
+    full = bool(request.config.getoption("--soak"))
+    return lambda suite, soak: soak if full else suite
 
 
 @pytest.fixture(scope="session")

@@ -46,16 +46,23 @@ class PollerStep(bootsteps.StartStopStep):
     """Starts the poll loop with the worker, so one command starts everything: in a process of its own
     (`worker.poll_process`) or, with ``AJ_POLL_PROCESS=false``, in a thread of the main process."""
 
-    requires = ("celery.worker.components:Pool",)
+    # After the checks that may refuse the worker, so no poll loop is forked for one that never starts.
+    requires = ("celery.worker.components:Pool", DurabilityCheck, ApiKeyCheck)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.poller: Poller | None = None
         self.keeper: poll_process.Keeper | None = None
 
-    def start(self, parent: Any) -> None:
+    def create(self, parent: Any) -> None:
+        # Built, not started: the pool has forked nothing yet and no thread runs, so the poll loop's process
+        # is forked here (see worker/poll_process.py) and let go at start.
         if get_settings().poll_process:
             self.keeper = poll_process.Keeper(run_poll_process, parent.hostname)
+            self.keeper.prepare()
+
+    def start(self, parent: Any) -> None:
+        if self.keeper is not None:
             self.keeper.start()
         else:
             self.poller = build_poller(parent.app, parent.hostname)

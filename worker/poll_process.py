@@ -4,13 +4,17 @@ Why a process: in the main process the loop's thread and Celery's consumer (whic
 the pool) share one interpreter lock, and at thousands of runs in flight the loop's retrieves starve the
 consumer, so starts slow down exactly when many runs are out. Apart, each has a core's worth of time.
 
-The child is started with multiprocessing's ``spawn`` (a fresh interpreter with the parent's ``sys.path``,
-nothing of the consumer's threads or connections) and lives exactly as long as the worker: it stops on
-SIGTERM or SIGINT (the worker's shutdown, or Ctrl-C reaching the process group) and when its parent goes
-away, however that happened (a SIGKILLed worker: the kernel's parent-death signal on Linux, else a watch of
-the parent's pid). It stops as the thread does, writing what it holds; a claim it could not settle falls due
-again when its lease ends. Should it exit on its own (a crash, the OOM killer), the worker starts it again.
-"""
+The child is forked while the worker is being built (`Keeper.prepare`, from the poll step's ``create``): then
+the worker is still one thread, has forked no pool process and opened no broker connection, so the child holds
+nothing of the consumer's, and it inherits the imports already made (a fresh interpreter spent about 1.5 s of
+CPU making them again). It waits until the worker starts it, and a worker that never starts (a later step
+refuses) takes it down as it goes. A child started again after it exited on its own is spawned (a fresh
+interpreter with the parent's ``sys.path``): by then the worker runs threads, and a fork of them could hold a
+lock no thread will release. Either way the child lives exactly as long as the worker: it stops on SIGTERM or
+SIGINT (the worker's shutdown, or Ctrl-C reaching the process group) and when its parent goes away, however
+that happened (a SIGKILLed worker: the kernel's parent-death signal on Linux, else a watch of the parent's
+pid). It stops as the thread does, writing what it holds; a claim it could not settle falls due again when its
+lease ends. Should it exit on its own (a crash, the OOM killer), the worker starts it again."""
 
 from __future__ import annotations
 
@@ -76,11 +80,33 @@ class Keeper:
         self._lock = threading.Lock()  # a restart and a stop never cross
         self._thread: threading.Thread | None = None
         self._running: Any = None
+        self._go: Any = None
+
+    def prepare(self) -> None:
+        """Fork the process now, held until `start`, if this process is one thread (else `start` spawns
+        it). Call it before this process starts threads or forks anything else."""
+        if threading.active_count() > 1:
+            return
+        fork = multiprocessing.get_context("fork")
+        self._go = fork.Event()
+        self._running = fork.Event()
+        parent = Parent.of_this_process(self._running)
+        self.process = fork.Process(
+            target=_when_let_go,
+            args=(self._go, self.target, parent, *self.args),
+            name="aj-poll-loop",
+            daemon=True,
+        )
+        self.process.start()
 
     def start(self) -> None:
-        """Start the process and wait until its loop runs (so a worker that says it is ready polls), then
-        the thread that watches it."""
-        self.process = self._spawn(wait=True)
+        """Start the process (let the prepared one go, or spawn one) and wait until its loop runs (so a
+        worker that says it is ready polls), then the thread that watches it."""
+        if self.process is None:
+            self.process = self._spawn(wait=True)
+        else:
+            self._go.set()
+            self._started(self.process, wait=True)
         self._thread = threading.Thread(target=self._watch, name="aj-poll-keeper", daemon=True)
         self._thread.start()
 
@@ -107,10 +133,13 @@ class Keeper:
         parent = Parent.of_this_process(self._running)
         proc = spawn.Process(target=self.target, args=(parent, *self.args), name="aj-poll-loop", daemon=True)
         proc.start()
+        self._started(proc, wait)
+        return proc
+
+    def _started(self, proc: BaseProcess, wait: bool) -> None:
         log.info("poll loop started in process %s", proc.pid)
         if wait and not _until_running(proc, self._running):
             log.warning("the poll loop's process %s is not running yet; the worker goes on", proc.pid)
-        return proc
 
     def _watch(self) -> None:
         delay = 1.0
@@ -127,6 +156,22 @@ class Keeper:
                     return
                 self.process = self._spawn()
             delay = min(delay * 2, RESTART_MAX_S)
+
+
+def _when_let_go(go: Any, target: Callable[..., None], parent: Parent, *args: object) -> None:
+    """The forked child: wait until the worker lets it go (or is gone), then run ``target`` with the signal
+    handlers a fresh interpreter has (the worker's are its own)."""
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if callable(signal.getsignal(signum)):
+                signal.signal(
+                    signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+                )
+    _signal_on_parent_death(signal.SIGTERM)
+    while not go.wait(PARENT_CHECK_S):
+        if os.getppid() != parent.pid:
+            return
+    target(parent, *args)
 
 
 def _until_running(proc: BaseProcess, running: Any) -> bool:

@@ -17,17 +17,19 @@ from schemas.job import JobStatus
 from worker.client import Jobs
 
 
-def poll_processes(worker_pid: int) -> list[psutil.Process]:
-    """The worker's spawned children: its poll loop (the pool's processes are forked, not spawned)."""
-    return [c for c in psutil.Process(worker_pid).children() if "multiprocessing.spawn" in command_of(c)]
+def poll_processes(handle: WorkerProcess) -> list[psutil.Process]:
+    """The worker's live poll loop processes: the children its log names as the poll loop (the others are
+    the pool's)."""
+    started = {int(pid) for pid in re.findall(r"poll loop started in process (\d+)", handle.log.read_text())}
+    return [c for c in psutil.Process(handle.proc.pid).children() if c.pid in started and alive(c)]
 
 
-def command_of(proc: psutil.Process) -> str:
-    """The process's command line ("" once it has exited: a zombie has none)."""
+def alive(proc: psutil.Process) -> bool:
+    """Whether the process runs (a zombie has exited)."""
     try:
-        return " ".join(proc.cmdline())
+        return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
-        return ""
+        return False
 
 
 @pytest.mark.parametrize("backend", ["responses"])  # where the loop runs is the same for every backend
@@ -43,7 +45,7 @@ def test_a_run_job_ends_with_the_poll_loop_in_its_own_process_or_a_thread(
 
     # Then it completes either way, polled by the loop where the setting put it
     assert record.status == JobStatus.COMPLETED, record.error
-    assert len(poll_processes(handle.proc.pid)) == (1 if in_process == "true" else 0)
+    assert len(poll_processes(handle)) == (1 if in_process == "true" else 0)
     # ...and a loop in its own process logs into the worker's log file, as the worker does, and runs
     # before the worker says it is ready (a worker that says so polls)
     if in_process == "true":
@@ -58,7 +60,7 @@ def test_the_poll_loop_s_process_ends_when_its_worker_is_killed(worker: Callable
     # Given a worker and its poll loop's process
     handle = worker()
     group = os.getpgid(handle.proc.pid)
-    loops = wait_for(lambda: poll_processes(handle.proc.pid), 60, "the poll loop's process")
+    loops = wait_for(lambda: poll_processes(handle), 60, "the poll loop's process")
     try:
         # When the worker's main process alone is SIGKILLed (nothing can tell its children)
         handle.proc.kill()
@@ -78,7 +80,7 @@ def test_a_poll_loop_process_that_dies_is_started_again_and_jobs_still_end(
 ) -> None:
     # Given a worker whose poll loop's process is SIGKILLed (as the OOM killer would)
     handle = worker()
-    first = wait_for(lambda: poll_processes(handle.proc.pid), 60, "the poll loop's process")[0]
+    first = wait_for(lambda: poll_processes(handle), 60, "the poll loop's process")[0]
     first.kill()
 
     # When a run job is submitted
@@ -86,5 +88,5 @@ def test_a_poll_loop_process_that_dies_is_started_again_and_jobs_still_end(
 
     # Then the worker started a new poll loop, which drove the job to its end
     assert record.status == JobStatus.COMPLETED, record.error
-    assert [p.pid for p in poll_processes(handle.proc.pid)] not in ([], [first.pid])
+    assert [p.pid for p in poll_processes(handle)] not in ([], [first.pid])
     assert "starting it again" in handle.log.read_text(errors="replace")

@@ -94,14 +94,18 @@ def test_beats_survive_a_redis_restart_and_the_sweeps_fire_again(
 
 
 @pytest.mark.slow
-def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
+@pytest.mark.soak
+def test_runs_by_the_hundred_and_the_sweeps_ride_out_a_redis_kill_and_restart(
     aof_redis: RedisServer,
     store: Store,
     worker: Callable[..., WorkerProcess],
     beats: list[tuple[subprocess.Popen[bytes], Path]],
     emulator: EmulatorHandle,
+    volume: Callable[[int, int], int],
 ) -> None:
-    # Given two workers and two beats on a Redis with AOF, and 200 run jobs of 1-3 s under way
+    # Given two workers and two beats on a Redis with AOF, and 100 run jobs of 1-3 s under way (200 in make
+    # soak)
+    count = volume(100, 200)
     emulator.update_profile(run_duration={"kind": "uniform", "min": 1.0, "max": 3.0})
     on_aof = {**BEAT_ENV, "AJ_REDIS_URL": aof_redis.url, "AJ_OWNERLESS_AFTER": "5", "AJ_STALL_AFTER": "10",
               "AJ_WATCHDOG_EVERY": "2"}  # fmt: skip
@@ -112,10 +116,10 @@ def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
     jobs = Jobs(settings, store, celery=create_app(settings))
     question = [{"role": "user", "content": "Which river runs through Paris?"}]
     refs = jobs.submit_many(
-        [{"kind": "run", "backend": "assistants", "assistant_id": assistant.id, "messages": question}] * 200
+        [{"kind": "run", "backend": "assistants", "assistant_id": assistant.id, "messages": question}] * count
     )
     ended = lambda: sum(1 for r in store.jobs.get_many([r.id for r in refs]) if r and r.status.ended)  # noqa: E731
-    wait_for(lambda: ended() >= 30, WAIT_S, "the first jobs to end")
+    wait_for(lambda: ended() >= count // 7, WAIT_S, "the first jobs to end")
     pids = [w.proc.pid for w in workers] + [p.pid for p, _ in beats]
 
     # When Redis is SIGKILLed mid-flight and started again on its port and data
@@ -125,10 +129,10 @@ def test_two_hundred_runs_and_the_sweeps_ride_out_a_redis_kill_and_restart(
     restarted = time.time()
 
     # Then every job ends, completed, each with exactly one remote run
-    wait_for(lambda: ended() == 200, 240, "every job to end")
+    wait_for(lambda: ended() == count, 240, "every job to end")
     records = store.jobs.get_many([r.id for r in refs])
     assert {r.status for r in records if r} == {JobStatus.COMPLETED}
-    assert sorted(emulator.counters()["runs_per_job"].values()) == [1] * 200
+    assert sorted(emulator.counters()["runs_per_job"].values()) == [1] * count
     # ...a sweep fires after the restart, and nobody restarted a process by hand
     wait_for(lambda: sweeps_since(store, restarted) > 0, WAIT_S, "a sweep after the restart")
     assert [w.proc.pid for w in workers] + [p.pid for p, _ in beats] == pids
