@@ -20,6 +20,7 @@ from typing import Any
 
 import openai
 import pytest
+import redis
 from pydantic import ValidationError
 
 from emulator.profile import Distribution, Profile
@@ -27,6 +28,7 @@ from emulator.server import EmulatorHandle
 from schemas.job import JobRecord, JobStatus
 from tasks.assistants import beta
 from worker.client import Jobs
+from worker.store.keys import METRICS_API
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository's root (the workers' working directory)."""
@@ -143,6 +145,12 @@ def remote_status(api: openai.OpenAI, record: JobRecord) -> str:
     if "run_id" in remote:
         return str(beta(api).threads.runs.retrieve(remote["run_id"], thread_id=remote["thread_id"]).status)
     return str(api.responses.retrieve(remote["response_id"]).status)
+
+
+def written_keys(client: redis.Redis) -> set[bytes]:
+    """Every key in the test's Redis but the API request counters: this test process writes those on its
+    own schedule (from a daemon thread), and a request an earlier test sent may be counted after the wipe."""
+    return {key for key in client.keys("*") if key != METRICS_API.encode()}
 
 
 def exists(fetch: Callable[[], object]) -> bool:

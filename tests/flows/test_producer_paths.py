@@ -15,7 +15,7 @@ import openai
 import pytest
 import redis
 from harness import Harness
-from helpers import write_files
+from helpers import write_files, written_keys
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -44,7 +44,7 @@ def test_a_relative_path_is_submitted_absolute_and_bad_paths_are_refused_at_subm
     assert harness.jobs.get(ref.id).request["paths"] == [str(tmp_path / "docs" / "a-000.txt")]
 
     # When it submits a missing file and a program beside the good one
-    keys_before = set(redis_client.keys("*"))
+    keys_before = written_keys(redis_client)
     with pytest.raises(BadPaths) as refused:
         harness.jobs.submit(index(paths=["docs/a-000.txt", "docs/missing.md", "docs/setup.exe"]))
 
@@ -53,7 +53,7 @@ def test_a_relative_path_is_submitted_absolute_and_bad_paths_are_refused_at_subm
     assert f"docs/missing.md ({tmp_path}/docs/missing.md): missing" in message
     assert f"docs/setup.exe ({tmp_path}/docs/setup.exe): unsupported extension .exe" in message
     assert "a-000" not in message
-    assert set(redis_client.keys("*")) == keys_before
+    assert written_keys(redis_client) == keys_before
 
 
 def test_paths_only_the_workers_see_must_be_absolute(jobs: Jobs, tmp_path: Path) -> None:

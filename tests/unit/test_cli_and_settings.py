@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import redis
+from helpers import written_keys
 from pydantic import ValidationError
 
 from worker.client import Jobs
@@ -42,7 +43,7 @@ def test_bad_run_input_names_the_field_exits_2_and_leaves_no_trace(
     )
     assert proc.returncode == 2, proc.stderr
     assert named in proc.stderr
-    assert redis_client.keys("*") == []
+    assert written_keys(redis_client) == set()
 
 
 def test_a_control_character_in_a_path_is_refused_at_submission_naming_the_path(
@@ -52,7 +53,7 @@ def test_a_control_character_in_a_path_is_refused_at_submission_naming_the_path(
 
     assert proc.returncode == 2, proc.stderr
     assert "paths[0]: character '\\x1b' at index 6; control characters are refused" in proc.stderr
-    assert redis_client.keys("*") == []
+    assert written_keys(redis_client) == set()
 
 
 def test_a_nul_in_a_path_is_refused_by_the_producer_client_and_no_job_is_written(
@@ -63,7 +64,7 @@ def test_a_nul_in_a_path_is_refused_by_the_producer_client_and_no_job_is_written
 
     assert [error["loc"] for error in caught.value.errors()] == [("index", "paths", 0)]
     assert "NUL is refused" in str(caught.value)
-    assert redis_client.keys("*") == []
+    assert written_keys(redis_client) == set()
 
 
 def test_submit_prints_a_job_id_and_status_reads_it_back(
