@@ -147,7 +147,7 @@ def remote_status(api: openai.OpenAI, record: JobRecord) -> str:
     return str(api.responses.retrieve(remote["response_id"]).status)
 
 
-def written_keys(client: redis.Redis) -> set[bytes]:
+def written_keys(client: redis.Redis) -> set[bytes | str]:
     """Every key in the test's Redis but the API request counters: this test process writes those on its
     own schedule (from a daemon thread), and a request an earlier test sent may be counted after the wipe."""
     return {key for key in client.keys("*") if key != METRICS_API.encode()}
