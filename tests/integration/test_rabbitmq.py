@@ -98,6 +98,12 @@ def declared_type(name: str) -> str:
     return "quorum"
 
 
+def node(role: str, queues: dict[str, str]) -> str:
+    """A worker's node name of this test's own: a node's control queue on the broker is exclusive to it, and
+    the broker is shared with every other test and run on this machine."""
+    return f"{role}-{queues['AJ_QUEUE_RUNS'].split('.')[0]}"
+
+
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 def test_a_run_an_index_and_a_clean_up_job_end_to_end_through_rabbitmq(
     queue_type: str,
@@ -112,7 +118,7 @@ def test_a_run_an_index_and_a_clean_up_job_end_to_end_through_rabbitmq(
     # Given a worker whose broker is RabbitMQ (queues of the type under test), its store Redis
     quorum = "true" if queue_type == "quorum" else "false"
     env = rabbit_env(queues, redis_url, AJ_BROKER_QUORUM_QUEUES=quorum)
-    worker(extra_env=env, name="rabbit")
+    worker(extra_env=env, name=node("rabbit", queues))
     jobs = producer(monkeypatch, env, emulator)
     # When a run, an indexing job and a clean-up are submitted
     run = jobs.submit({"kind": "run", "backend": "responses", "model": "gpt-4o",
@@ -140,7 +146,7 @@ def test_a_worker_killed_mid_start_has_its_message_redelivered_at_once_with_no_s
     # Given a worker on RabbitMQ whose every create is slow, so a kill lands inside the start task
     env = rabbit_env(queues, redis_url)
     emulator.set_faults(latency_ms=1500, methods=["POST"])
-    doomed = worker("doomed", concurrency=1, extra_env=env)
+    doomed = worker(node("doomed", queues), concurrency=1, extra_env=env)
     jobs = producer(monkeypatch, env, emulator)
     assistant = _assistant(emulator)
     ref = jobs.submit({"kind": "run", "backend": "assistants", "assistant_id": assistant,
@@ -150,7 +156,7 @@ def test_a_worker_killed_mid_start_has_its_message_redelivered_at_once_with_no_s
     # When it is SIGKILLed there and another worker starts
     doomed.kill()
     killed_at = time.monotonic()
-    survivor = worker("survivor", extra_env=env)
+    survivor = worker(node("survivor", queues), extra_env=env)
     record = jobs.wait(ref.id, timeout=60)
     # Then RabbitMQ gave the survivor the very same message (no visibility timeout to wait out)
     assert f"aj.run.start[{task_id}] received" in survivor.log.read_text()
