@@ -45,13 +45,13 @@ lint: $(STAMP)
 
 # tests/deploy/ runs in deploy-check, alone: its stacks of ten processes would crowd the timing of the rest.
 pytest: bytecode
-	$(BIN)/pytest -q -n 3 --maxschedchunk=1 --ignore=tests/deploy
+	$(BIN)/pytest -q -n 4 --maxschedchunk=1 --ignore=tests/deploy
 
 # The volume tests (marked soak) at their full size (not part of make test, where they run smaller): a
 # thousand jobs shared by three workers, two hundred through a Redis restart or an API storm, a hundred
 # through a Sentinel failover.
 soak: bytecode
-	$(BIN)/pytest -q -n 3 --maxschedchunk=1 --ignore=tests/deploy --soak -m soak
+	$(BIN)/pytest -q -n 4 --maxschedchunk=1 --ignore=tests/deploy --soak -m soak
 
 emulator: $(STAMP)
 	$(BIN)/python -m emulator --port $${PORT:-8765}
