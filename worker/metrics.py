@@ -12,6 +12,7 @@ Metric names (all prefixed ``aj_``) are listed in the README's Operations sectio
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,8 @@ from worker.settings import Settings
 from worker.store import Store
 from worker.store.counters import ApiCounters
 from worker.store.jobs import JobStore, Timing
+
+log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 2.0
 """Seconds between a process's flushes of its API counts to Redis."""
@@ -90,14 +93,19 @@ class ApiCounts:
                 return
             try:
                 self.counters.add(counts)
-            except redis.RedisError:
-                with self._lock:  # keep them for the next flush
+            # A Redis error, or a connection another thread closed under this one (redis-py then raises
+            # ValueError or OSError from the socket): either way the counts wait for the next flush.
+            except (redis.RedisError, OSError, ValueError):
+                with self._lock:
                     self._counts.update(counts)
 
     def _flush_forever(self) -> None:
         while True:
             time.sleep(FLUSH_EVERY_S)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the thread lives on: a dead one would drop every later count unseen
+                log.exception("writing the API request counts failed")
 
 
 class CountingTransport(httpx2.BaseTransport):

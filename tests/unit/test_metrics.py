@@ -56,3 +56,31 @@ def test_the_exporter_reports_jobs_polls_api_requests_and_the_inventory(redis_cl
     assert 'aj_api_requests_total{endpoint="DELETE /threads/{id}",outcome="ok"} 1.0' in text
     assert 'aj_api_errors_total{class="not_found"} 1.0' in text
     assert 'aj_inventory_objects{kind="threads"} 1.0' in text
+
+
+class ClosedUnder:
+    """API counters whose connection another thread closed mid-write the first time (redis-py then raises
+    from the socket, not a RedisError), and that write the next time."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, int]] = []
+        self.calls = 0
+
+    def add(self, counts: dict[str, int]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ValueError("I/O operation on closed file.")
+        self.written.append(dict(counts))
+
+
+def test_counts_a_write_lost_to_a_closed_connection_are_kept_for_the_next_flush() -> None:
+    # Given a request counted, and a first write that fails as a connection closed under it does
+    counters = ClosedUnder()
+    counts = ApiCounts(counters)  # type: ignore[arg-type]
+    counts.add("GET", "/v1/responses/resp_1", "ok")
+    counts.flush()
+    # When the next flush comes, with a request counted since
+    counts.add("GET", "/v1/responses/resp_2", "ok")
+    counts.flush()
+    # Then both requests are written, once
+    assert counters.written == [{f"{endpoint('GET', '/v1/responses/resp_1')}|ok": 2}]
