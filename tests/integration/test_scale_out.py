@@ -113,9 +113,11 @@ def test_three_workers_and_two_beats_share_hundreds_of_jobs(
         assert len(times) >= window / PERIOD_S - 2, (sweep, len(times), window)
         assert min(gaps, default=PERIOD_S) > PERIOD_S / 2, (sweep, gaps)
     assert sum("Acquired lock" in log.read_text(errors="replace") for log in beats) == 1
-    # and every worker's poll loop took a share of the polls, none under a tenth (a loaded host is not fair)
+    # and every worker's poll loop took a share of the polls, none under a twentieth: a loaded host is not
+    # fair, and over a few hundred jobs a loop that got less CPU for a while weighs more (one took 44 of 458
+    # beside two CPU hogs; a loop left out would take none)
     claims = {name.split("@")[0]: n for name, n in jobs.store.schedule.claims().items()}
     total = sum(claims.values())
     assert set(claims) == set(WORKERS), claims
-    assert all(n >= 0.1 * total for n in claims.values()), claims
+    assert all(n >= 0.05 * total for n in claims.values()), claims
     print(f"entries claimed per poll loop: {claims}; sweeps sent: { {k: len(v) for k, v in fired.items()} }")
