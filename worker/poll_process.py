@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Literal
 
 from worker import constants as c
 
@@ -87,26 +87,17 @@ class Keeper:
         it). Call it before this process starts threads or forks anything else."""
         if threading.active_count() > 1:
             return
-        fork = multiprocessing.get_context("fork")
-        self._go = fork.Event()
-        self._running = fork.Event()
-        parent = Parent.of_this_process(self._running)
-        self.process = fork.Process(
-            target=_when_let_go,
-            args=(self._go, self.target, parent, *self.args),
-            name="aj-poll-loop",
-            daemon=True,
-        )
-        self.process.start()
+        self._go = multiprocessing.get_context("fork").Event()
+        self.process = self._launch("fork")
 
     def start(self) -> None:
         """Start the process (let the prepared one go, or spawn one) and wait until its loop runs (so a
         worker that says it is ready polls), then the thread that watches it."""
         if self.process is None:
-            self.process = self._spawn(wait=True)
+            self.process = self._launch("spawn")
         else:
             self._go.set()
-            self._started(self.process, wait=True)
+        self._started(self.process, wait=True)
         self._thread = threading.Thread(target=self._watch, name="aj-poll-keeper", daemon=True)
         self._thread.start()
 
@@ -125,15 +116,22 @@ class Keeper:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _spawn(self, wait: bool = False) -> BaseProcess:
-        spawn = multiprocessing.get_context("spawn")
+    def _launch(self, method: Literal["fork", "spawn"]) -> BaseProcess:
+        """The loop's process, started by ``method``: forked, it waits until `_go` is set (`_when_let_go`);
+        spawned, it runs the loop at once."""
+        fork = method == "fork"
+        context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
         # Held here for the child's life: the child opens the event's semaphore after it starts, and a
         # semaphore nobody in the parent holds any more is gone by then.
-        self._running = spawn.Event()
+        self._running = context.Event()
         parent = Parent.of_this_process(self._running)
-        proc = spawn.Process(target=self.target, args=(parent, *self.args), name="aj-poll-loop", daemon=True)
+        target, args = (
+            (_when_let_go, (self._go, self.target, parent, *self.args))
+            if fork
+            else (self.target, (parent, *self.args))
+        )
+        proc = context.Process(target=target, args=args, name="aj-poll-loop", daemon=True)
         proc.start()
-        self._started(proc, wait)
         return proc
 
     def _started(self, proc: BaseProcess, wait: bool) -> None:
@@ -154,7 +152,8 @@ class Keeper:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.process = self._spawn()
+                self.process = self._launch("spawn")
+                self._started(self.process, wait=False)
             delay = min(delay * 2, RESTART_MAX_S)
 
 
