@@ -33,6 +33,7 @@ from tasks.steps import (
     Services,
     after_lease,
     defer,
+    soft_limit_held,
 )
 from worker import constants as c
 from worker.backoff import error_delay
@@ -226,9 +227,10 @@ def create_batches(
             continue
         if time.monotonic() > until:
             return False
-        batch = svc.client.vector_stores.file_batches.create(vs_id, file_ids=chunk, **params)
-        entry = {"id": batch.id, "round": round_, "slice": index, "files": len(chunk)}
-        record = svc.store.jobs.update(record.id, functools.partial(_add_batch, entry=entry))
+        with soft_limit_held(svc.settings):  # cut off between the create and its record, a retry makes two
+            batch = svc.client.vector_stores.file_batches.create(vs_id, file_ids=chunk, **params)
+            entry = {"id": batch.id, "round": round_, "slice": index, "files": len(chunk)}
+            record = svc.store.jobs.update(record.id, functools.partial(_add_batch, entry=entry))
         if record.status.ended:  # cancelled meanwhile: do not leave this batch running
             cancel_batches(svc, vs_id, [batch.id])
             return True

@@ -63,7 +63,7 @@ async def poll_run(ctx: PollContext, claim: Claim) -> Outcome:
     body: dict[str, Any] = orjson.loads(reply.body)
     status = body.get("status")
     if status == "queued" and entry.path.startswith("/responses/") and _stuck_queued(ctx, body):
-        return Handoff(REQUEUE, [claim.job_id])
+        return Handoff(REQUEUE, [claim.job_id, body.get("id")])
     if status in ACTIVE or (status == "requires_action" and entry.waiting):
         polls = entry.polls + 1
         delay = compute_delay(polls, ctx.policy, poll_after=poll_after(reply.headers))

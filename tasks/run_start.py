@@ -282,12 +282,15 @@ def _ensure_polled(svc: Services, record: JobRecord, backend: Backend) -> None:
         poll_soon(svc, record, backend, 0.0)
 
 
-def requeue(svc: Services, job_id: str) -> None:
-    """The job's background response stayed ``queued`` past `Settings.queued_stuck_after`: cancel it and
-    create it again, once (recorded on the job with a ``job.requeued`` event); stuck a second time, the job
-    fails with code ``stuck_queued``."""
+def requeue(svc: Services, job_id: str, stuck: str | None = None) -> None:
+    """The job's background response (``stuck``) stayed ``queued`` past `Settings.queued_stuck_after`:
+    cancel it and create it again, once (recorded on the job with a ``job.requeued`` event); stuck a second
+    time, the job fails with code ``stuck_queued``. A message for a response the job no longer waits on
+    (a retry or a second delivery after the job was requeued) does nothing."""
     record = svc.store.jobs.get(job_id)
     if record is None or record.status.ended or not has_remote(record):
+        return
+    if stuck is not None and record.remote.get("response_id") != stuck:
         return
     request = request_of(record)
     backend = backend_of(request)
@@ -310,16 +313,18 @@ def requeue(svc: Services, job_id: str) -> None:
             return
         remote = {k: v for k, v in record.remote.items() if k != "response_id"}
         fresh = record.model_copy(update={"remote": remote})
-        try:
-            remote = svc.api.run(lambda api: backend.create(api, fresh, request, False))
-        except openai.OpenAIError as exc:
-            retry_or_fail(svc, record, exc, task_name(c.TASK_REQUEUE), [job_id], failer(svc, job_id))
-            return
-        remote.pop("rounds", None)  # the rounds so far still count
-        record = svc.store.jobs.update(
-            job_id,
-            lambda r: r.model_copy(update={"remote": {**r.remote, **remote, "requeued_from": stuck}}),
-            event="job.requeued",
-            data={"stuck": stuck, "response_id": remote["response_id"]},
-        )
-        poll_soon(svc, record, backend, first_poll(svc, record, backend))
+        with soft_limit_held(svc.settings):  # cut off between the create and its record, a retry makes two
+            try:
+                remote = svc.api.run(lambda api: backend.create(api, fresh, request, False))
+            except openai.OpenAIError as exc:
+                args = [job_id, stuck]
+                retry_or_fail(svc, record, exc, task_name(c.TASK_REQUEUE), args, failer(svc, job_id))
+                return
+            remote.pop("rounds", None)  # the rounds so far still count
+            record = svc.store.jobs.update(
+                job_id,
+                lambda r: r.model_copy(update={"remote": {**r.remote, **remote, "requeued_from": stuck}}),
+                event="job.requeued",
+                data={"stuck": stuck, "response_id": remote["response_id"]},
+            )
+            poll_soon(svc, record, backend, first_poll(svc, record, backend))

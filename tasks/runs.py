@@ -75,9 +75,9 @@ def cancel(job_id: str, reason: str = "requested") -> None:
 
 
 @shared_task(name=c.TASK_REQUEUE.format(kind=KIND), base=RunTask)
-def requeue(job_id: str) -> None:
-    """Create again a background response that stayed queued too long."""
-    run_start.requeue(services(), job_id)
+def requeue(job_id: str, stuck: str | None = None) -> None:
+    """Create again a background response (``stuck``) that stayed queued too long."""
+    run_start.requeue(services(), job_id, stuck)
 
 
 @shared_task(name=c.TASK_REDRIVE.format(kind=KIND), base=RunTask)

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import inspect
 import os
 import signal
 import subprocess
@@ -14,13 +15,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
 from emulator.profile import Distribution, Profile
@@ -213,3 +215,44 @@ def webhook_headers(
         "webhook-signature": f"v1,{base64.b64encode(mac).decode()}",
         "content-type": "application/json",
     }
+
+
+@contextlib.contextmanager
+def soft_limit_after(
+    monkeypatch: pytest.MonkeyPatch, owner: type, method: str, *, nth: int = 1, first: str | None = None
+) -> Iterator[list[Any]]:
+    """Within the block, the task's soft time limit strikes (SIGUSR1, the signal billiard sends, raising
+    `SoftTimeLimitExceeded` in the task's thread) once the ``nth`` call of ``owner.method`` (whose first
+    argument is ``first``, when given) has its answer from the server and before the task has read it;
+    yields the answers it struck after."""
+    original = getattr(owner, method)
+    struck: list[Any] = []
+    calls = 0
+
+    def strike(args: tuple[Any, ...], answer: Any) -> Any:
+        nonlocal calls
+        calls += first is None or args[0] == first
+        if calls == nth and not struck:
+            struck.append(answer)
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return answer
+
+    if inspect.iscoroutinefunction(original):
+
+        async def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return strike(args, await original(self, *args, **kwargs))
+
+    else:
+
+        def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return strike(args, original(self, *args, **kwargs))
+
+    def soft_time_limit(*_: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(owner, method, patched)
+    previous = signal.signal(signal.SIGUSR1, soft_time_limit)
+    try:
+        yield struck
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 from harness import Harness
-from helpers import write_files
+from helpers import soft_limit_after, write_files
+from openai.resources.vector_stores.file_batches import FileBatches
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -60,6 +62,22 @@ def test_five_thousand_files_go_in_three_batches_with_progress_that_never_goes_b
     done = [(e["completed"], e["completed"] + e["failed"]) for e in events]
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(done)), done
     assert all(e["completed"] + e["failed"] + e["in_progress"] <= e["total"] == 5000 for e in events)
+
+
+def test_a_prepare_cut_off_by_its_soft_time_limit_after_a_batch_create_makes_no_batch_twice(
+    make_harness: Callable[..., Harness], emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 5,000 files (three batches), and time limits whose hold's grace outlasts a loaded host
+    harness = make_harness(AJ_TASK_SOFT_TIME_LIMIT="6", AJ_TASK_TIME_LIMIT="60", AJ_VISIBILITY_TIMEOUT="70")
+    file_ids = emulator.create_files(5000)
+    # When the soft time limit strikes as the server makes the second batch, and the step is retried
+    with soft_limit_after(monkeypatch, FileBatches, "create", nth=2) as interrupted:
+        record = harness.submit_and_run(index(file_ids=file_ids))
+    # Then that batch was recorded before the step gave way: three batches in all, every file indexed once
+    assert interrupted and record.status == JobStatus.COMPLETED, record.error
+    result = record.result or {}
+    assert [b["file_counts"]["total"] for b in result["batches"]] == [2000, 2000, 1000]
+    assert emulator.counters()["requests"][BATCH_CREATE] == 3
 
 
 def test_local_files_are_uploaded_once_each_and_recorded_with_their_paths(

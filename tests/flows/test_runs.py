@@ -16,12 +16,21 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from harness import Harness
-from helpers import Ask, NewThread, created_per_job, has_remote_run, remote_status, set_durations
+from helpers import (
+    Ask,
+    NewThread,
+    created_per_job,
+    has_remote_run,
+    remote_status,
+    set_durations,
+    soft_limit_after,
+)
 from pydantic import ValidationError
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
 from tasks.assistants import beta
+from worker.async_api import AsyncApi
 from worker.client import ToolOutputsRejected
 from worker.polls import TaskDue
 from worker.store import keys
@@ -384,6 +393,69 @@ def test_a_deadline_ends_the_job_timed_out_and_cancels_the_run(
     assert record.status == JobStatus.TIMED_OUT
     assert record.error is not None and record.error.code == "deadline_exceeded"
     assert remote_status(api, record) == "cancelled"
+
+
+@pytest.mark.parametrize("backend", ["responses"])  # a background response is what can stay queued
+def test_a_response_stuck_queued_is_cancelled_and_created_again_once_then_completes(
+    make_harness: Callable[..., Harness], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    # Given responses that stay queued for ten minutes, and a bound of 30 s on staying queued
+    harness = make_harness(AJ_QUEUED_STUCK_AFTER="30")
+    emulator.update_profile(response_queued_s=600)
+    ref = harness.jobs.submit(ask("stuck at first"))
+    stuck = harness.run_until_created(ref.id).remote["response_id"]
+    # and the API healthy again for the responses created after it
+    emulator.update_profile(response_queued_s=0.05)
+    # When the job runs on past the bound
+    [record] = harness.run(ref.id)
+    # Then the stuck response was cancelled and created again once, said on the job, and the job completed
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert record.remote["requeued_from"] == stuck and record.remote["response_id"] != stuck
+    assert api.responses.retrieve(stuck).status == "cancelled"
+    assert created_per_job(emulator, "responses") == {ref.id: 2}
+    assert "job.requeued" in harness.events_of(ref.id)
+
+
+@pytest.mark.parametrize("backend", ["responses"])
+def test_a_requeue_cut_off_by_its_soft_time_limit_after_the_create_makes_no_third_response(
+    make_harness: Callable[..., Harness], ask: Ask, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a response stuck queued, and time limits whose hold's grace outlasts a loaded host
+    harness = make_harness(
+        AJ_QUEUED_STUCK_AFTER="30",
+        AJ_TASK_SOFT_TIME_LIMIT="6",
+        AJ_TASK_TIME_LIMIT="60",
+        AJ_VISIBILITY_TIMEOUT="70",
+    )
+    emulator.update_profile(response_queued_s=600)
+    ref = harness.jobs.submit(ask("stuck at first"))
+    harness.run_until_created(ref.id)
+    emulator.update_profile(response_queued_s=0.05)
+    # When the soft time limit strikes as the server makes the response that replaces it
+    with soft_limit_after(monkeypatch, AsyncApi, "post", first="/responses") as interrupted:
+        [record] = harness.run(ref.id)
+    # Then the job completed on that response: the retried message found the job requeued already
+    assert [made["id"] for made in interrupted] == [record.remote["response_id"]]
+    assert record.status == JobStatus.COMPLETED, record.error
+    assert created_per_job(emulator, "responses") == {ref.id: 2}
+
+
+@pytest.mark.parametrize("backend", ["responses"])
+def test_a_response_stuck_queued_twice_fails_the_job_with_a_clear_code(
+    make_harness: Callable[..., Harness], ask: Ask, api: openai.OpenAI, emulator: EmulatorHandle
+) -> None:
+    # Given responses that stay queued for ten minutes, and a bound of 30 s on staying queued
+    harness = make_harness(AJ_QUEUED_STUCK_AFTER="30")
+    emulator.update_profile(response_queued_s=600)
+    # When a job runs on past the bound twice
+    record = harness.submit_and_run(ask("stuck for good"))
+    # Then it fails with stuck_queued after one more response, and neither is left queued on the API
+    assert record.status == JobStatus.FAILED
+    assert record.error is not None and record.error.code == "stuck_queued"
+    assert "30 s" in record.error.message
+    assert created_per_job(emulator, "responses") == {record.id: 2}
+    responses = [record.remote["requeued_from"], record.remote["response_id"]]
+    assert [api.responses.retrieve(r).status for r in responses] == ["cancelled", "cancelled"]
 
 
 def test_a_missing_assistant_fails_at_once_naming_it(harness: Harness, emulator: EmulatorHandle) -> None:

@@ -5,8 +5,6 @@ many jobs creates exactly one remote run or response for each."""
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,9 +12,8 @@ from typing import Any
 import openai
 import pytest
 import redis
-from celery.exceptions import SoftTimeLimitExceeded
 from harness import Harness
-from helpers import Ask, created_per_job
+from helpers import Ask, created_per_job, soft_limit_after
 
 from emulator.server import EmulatorHandle
 from schemas.job import JobStatus
@@ -166,29 +163,11 @@ def test_a_start_cut_off_by_its_soft_time_limit_mid_create_records_what_was_made
 ) -> None:
     # Given time limits far enough apart that the hold's grace (half the gap) outlasts a loaded host
     harness = make_harness(AJ_TASK_SOFT_TIME_LIMIT="6", AJ_TASK_TIME_LIMIT="60", AJ_VISIBILITY_TIMEOUT="70")
-    # and a start whose soft time limit strikes (the signal billiard sends, raising in the task's thread)
-    # once the server has made the first of its responses and before the task has read the answers
-    interrupted: list[str] = []
-    post = AsyncApi.post
-
-    async def post_then_interrupt(self: AsyncApi, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = await post(self, path, body)
-        if path == "/responses" and not interrupted:
-            interrupted.append(answer["id"])
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return answer
-
-    def soft_time_limit(*_: object) -> None:
-        raise SoftTimeLimitExceeded()
-
-    monkeypatch.setattr(AsyncApi, "post", post_then_interrupt)
-    previous = signal.signal(signal.SIGUSR1, soft_time_limit)
-    try:
+    # and a start whose soft time limit strikes once the server has made the first of its responses
+    with soft_limit_after(monkeypatch, AsyncApi, "post", first="/responses") as interrupted:
         refs = harness.jobs.submit_many([ask(f"question {i}") for i in range(3)])
         # When it is interrupted, retried and run to the end
         records = harness.run(*[r.id for r in refs])
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
     # Then it was interrupted mid-create, and still every job completed with the one response made for it
     assert interrupted
     assert [r.status for r in records] == [JobStatus.COMPLETED] * 3
