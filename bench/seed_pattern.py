@@ -21,6 +21,8 @@ from typing import Any
 
 import openai
 
+from tasks.assistants import quiet_assistants_deprecation
+
 
 def supervise(client: openai.OpenAI, assistant_id: str, index: int) -> dict[str, Any]:
     """One run, the way the seed wrote it."""
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    quiet_assistants_deprecation()  # the pattern as written calls the Assistants API: no warning per call
     client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key)
     rows = supervise_all(
         args.runs, args.threads, lambda i: supervise(client, args.assistant, i), "seed pattern"
