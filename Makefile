@@ -79,12 +79,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 # S1-S4 at the quick sizes (under 5 minutes); writes bench/results/*.json, the plots and bench/RESULTS.md.
+# The emulator has a core of its own; the contender (Redis, the workers, the reader) may use both.
 bench: bytecode $(BENCH_STAMP)
-	$(BIN)/python -m bench.runner --quick
+	$(BIN)/python -m bench.runner --quick --share-cores
 
 # The large sizes (under 30 minutes): S1 at 10,000 runs, the poll-policy frontier, the naive Celery ladder.
 bench-full: bytecode $(BENCH_STAMP)
-	$(BIN)/python -m bench.runner --full
+	$(BIN)/python -m bench.runner --full --share-cores
 
 # Redis commands and Redis CPU per job of each kind (INFO commandstats and INFO cpu before and after), which
 # docs/scaling.md builds on; writes bench/results/redis_cost.json and bench/RESULTS.md (a few minutes).
