@@ -231,7 +231,8 @@ def soft_limit_after(
 
     def strike(args: tuple[Any, ...], answer: Any) -> Any:
         nonlocal calls
-        calls += first is None or args[0] == first
+        if first is None or args[0] == first:
+            calls += 1
         if calls == nth and not struck:
             struck.append(answer)
             os.kill(os.getpid(), signal.SIGUSR1)
